@@ -1,0 +1,237 @@
+"""The embedded engine: a DuckDB file under the data directory.
+
+Registration loads a table's source (CSV, Parquet, or a table already in the engine) with its declared
+types, numbers each row (`_dpgate_row`), and materialises the bounded form: each unit's rows ranked by a
+keyed hash of (secret seed, row) and cut at `max_rows_per_unit`. Adding or removing a unit changes only
+that unit's kept rows (a stable transformation), so queries on the bounded form have the sensitivity the
+planner states, at the exact engine's speed. Where no unit exceeds the bound, the bounded form is a view.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from gateway.catalog import ColumnType, DatasetMeta, TableMeta
+from gateway.errors import InvalidMetadata
+from gateway.sql.source import ROW_ID
+
+SQL_TYPES = {
+    ColumnType.INT: "BIGINT",
+    ColumnType.FLOAT: "DOUBLE",
+    ColumnType.CATEGORY: "VARCHAR",
+    ColumnType.DATE: "TIMESTAMP",
+    ColumnType.BOOL: "BOOLEAN",
+}
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class EngineError(RuntimeError):
+    """The engine failed on SQL the planner generated: a bug, never the caller's fault."""
+
+
+class DuckDBEngine:
+    dialect = "duckdb"
+
+    def __init__(self, path: Path | str | None, *, seed: str, threads: int | None = None) -> None:
+        self.path = str(path) if path is not None else ":memory:"
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._seed = seed
+        config: dict[str, Any] = {}
+        if threads:
+            config["threads"] = threads
+        self._con = duckdb.connect(self.path, config=config)
+        self._lock = threading.Lock()
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS _dpgate_tables (name VARCHAR PRIMARY KEY, version VARCHAR, bounded BOOLEAN)"
+        )
+
+    def close(self) -> None:
+        self._con.close()
+
+    # planner protocol
+    @staticmethod
+    def relation_name(dataset: str, table: str, *, bounded: bool) -> str:
+        return f"{'bnd' if bounded else 'src'}__{dataset.lower()}__{table.lower()}"
+
+    def relation(self, dataset: str, table: str, *, bounded: bool) -> str:
+        return self.relation_name(dataset, table, bounded=bounded)
+
+    def hash_key(self) -> exp.Expression:
+        return exp.Literal.string(self._seed)
+
+    # registration
+    def register(self, ds: DatasetMeta) -> str:
+        """Load and bound every table of `ds`; returns the dataset's version (metadata + sources)."""
+        versions = []
+        for name, table in ds.tables.items():
+            versions.append(self._register_table(ds, name, table))
+        return hashlib.sha256(json.dumps([ds.fingerprint(), *versions]).encode()).hexdigest()[:16]
+
+    def _source_version(self, ds: DatasetMeta, table: TableMeta) -> str:
+        src = table.source
+        parts: list[Any] = [ds.fingerprint(), src, self._seed_digest()]
+        if _is_file(src):
+            p = Path(src)
+            if not p.exists():
+                raise InvalidMetadata(f"source file of a table is missing: {src}")
+            st = p.stat()
+            parts += [st.st_size, st.st_mtime_ns]
+        else:
+            parts.append(self._scalar(f"SELECT count(*) FROM {_q(src)}") if self._exists(src) else None)
+        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+    def _seed_digest(self) -> str:
+        return hashlib.sha256(self._seed.encode()).hexdigest()[:8]
+
+    def _register_table(self, ds: DatasetMeta, name: str, table: TableMeta) -> str:
+        src_rel = self.relation_name(ds.name, name, bounded=False)
+        bnd_rel = self.relation_name(ds.name, name, bounded=True)
+        version = self._source_version(ds, table)
+        with self._lock:
+            row = self._con.execute("SELECT version FROM _dpgate_tables WHERE name = ?", [src_rel]).fetchone()
+        if row is not None and row[0] == version and self._exists(bnd_rel):
+            return version
+        reader = self._reader(table)
+        present = {c.lower(): c for c in self._columns_of(reader)}
+        selects = []
+        for col, meta in table.columns.items():
+            actual = present.get(col.lower())
+            if actual is None:
+                raise InvalidMetadata(f"table {name}: column {col} is declared but not in the source")
+            if meta.type == ColumnType.ID:
+                selects.append(f"{_q(actual)} AS {_q(col)}")
+            elif meta.type == ColumnType.CATEGORY:
+                selects.append(f"CAST({_q(actual)} AS VARCHAR) AS {_q(col)}")
+            else:
+                selects.append(f"CAST({_q(actual)} AS {SQL_TYPES[meta.type]}) AS {_q(col)}")
+        sql = f"CREATE OR REPLACE TABLE {_q(src_rel)} AS SELECT {', '.join(selects)}, row_number() OVER () AS {ROW_ID} FROM {reader}"
+        with self._lock:
+            try:
+                self._con.execute("BEGIN")
+                try:
+                    self._con.execute(sql)
+                except duckdb.Error:
+                    # Which column failed is found without quoting any value: the admin sees the column, not the row.
+                    bad = self._failing_column(reader, table, present)
+                    raise InvalidMetadata(
+                        f"table {name}: the source cannot be read with the declared types"
+                        + (f" (column {bad} is not {table.columns[bad].type.value})" if bad else "")
+                    ) from None
+                self._check_not_null(name, src_rel, table, ds)
+                self._bound(ds, table, src_rel, bnd_rel)
+                self._con.execute(
+                    "INSERT OR REPLACE INTO _dpgate_tables VALUES (?, ?, ?)", [src_rel, version, True]
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+        return version
+
+    def _check_not_null(self, name: str, rel: str, table: TableMeta, ds: DatasetMeta) -> None:
+        unit = ds.privacy_unit
+        if unit and not table.public:
+            col = table.column_name(unit)
+            nulls = self._con.execute(f"SELECT count(*) FROM {_q(rel)} WHERE {_q(col or unit)} IS NULL").fetchone()
+            if nulls and nulls[0]:
+                raise InvalidMetadata(f"table {name}: the privacy-unit column {unit} has NULLs")
+
+    def _bound(self, ds: DatasetMeta, table: TableMeta, src_rel: str, bnd_rel: str) -> None:
+        unit = ds.privacy_unit
+        k = table.max_rows_per_unit
+        cols = ", ".join(_q(c) for c in table.columns) + f", {ROW_ID}"
+        if unit is None or table.public:
+            self._con.execute(f"CREATE OR REPLACE VIEW {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)}")
+            return
+        u = _q(table.column_name(unit) or unit)
+        most = self._con.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {_q(src_rel)} GROUP BY {u})").fetchone()
+        self._con.execute(f"DROP VIEW IF EXISTS {_q(bnd_rel)}")
+        self._con.execute(f"DROP TABLE IF EXISTS {_q(bnd_rel)}")
+        if most is not None and most[0] <= k:
+            self._con.execute(f"CREATE VIEW {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)}")
+            return
+        self._con.execute(
+            f"CREATE TABLE {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)} "
+            f"QUALIFY row_number() OVER (PARTITION BY {u} ORDER BY hash({_lit(self._seed)}, {ROW_ID})) <= {int(k)}"
+        )
+
+    def _reader(self, table: TableMeta) -> str:
+        src = table.source
+        low = src.lower()
+        if low.endswith(".parquet"):
+            return f"read_parquet({_lit(src)})"
+        if low.endswith(".csv") or low.endswith(".csv.gz"):
+            types = {c: SQL_TYPES[m.type] for c, m in table.columns.items() if m.type in SQL_TYPES}
+            spec = "{" + ", ".join(f"{_lit(c)}: {_lit(t)}" for c, t in types.items()) + "}"
+            return f"read_csv({_lit(src)}, header = true, types = {spec})"
+        if not _is_file(src) and self._exists(src):
+            return _q(src)
+        raise InvalidMetadata(f"unknown source {src!r}: give a .csv or .parquet path, or a table in the engine")
+
+    def _columns_of(self, reader: str) -> list[str]:
+        with self._lock:
+            try:
+                return [d[0] for d in self._con.execute(f"SELECT * FROM {reader} LIMIT 0").description]
+            except duckdb.Error:
+                raise InvalidMetadata("the source of a table cannot be read") from None
+
+    def _failing_column(self, reader: str, table: TableMeta, present: dict[str, str]) -> str | None:
+        for col, meta in table.columns.items():
+            if meta.type in (ColumnType.ID,):
+                continue
+            cast = "VARCHAR" if meta.type == ColumnType.CATEGORY else SQL_TYPES[meta.type]
+            try:
+                self._con.execute(f"SELECT count(CAST({_q(present[col.lower()])} AS {cast})) FROM {reader}").fetchone()
+            except duckdb.Error:
+                return col
+        return None
+
+    def _exists(self, name: str) -> bool:
+        return bool(
+            self._con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+            ).fetchone()[0]  # type: ignore[index]
+        )
+
+    def _scalar(self, sql: str) -> Any:
+        row = self._con.execute(sql).fetchone()
+        return None if row is None else row[0]
+
+    # queries
+    def execute(self, select: exp.Expression) -> list[tuple]:
+        """Run SQL that the planner generated; any failure is an engine bug and says nothing about data."""
+        sql = select.sql(dialect=self.dialect)
+        cur = self._con.cursor()
+        try:
+            return cur.execute(sql).fetchall()
+        except duckdb.Error as e:
+            raise EngineError(type(e).__name__) from None
+        finally:
+            cur.close()
+
+    def load_frame(self, name: str, frame: Any) -> None:
+        """Put a DataFrame into the engine as a table (used by tests and the demo loader)."""
+        with self._lock:
+            self._con.register("_dpgate_frame", frame)
+            self._con.execute(f"CREATE OR REPLACE TABLE {_q(name)} AS SELECT * FROM _dpgate_frame")
+            self._con.unregister("_dpgate_frame")
+
+
+def _is_file(src: str) -> bool:
+    low = src.lower()
+    return low.endswith((".csv", ".csv.gz", ".parquet")) or os.sep in src

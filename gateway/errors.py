@@ -1,0 +1,69 @@
+"""Typed errors of the core. Each carries a stable `code`; the HTTP edge maps them to problem+json.
+
+Messages never quote private data: they name constructs of the query or fields of metadata only.
+"""
+from __future__ import annotations
+
+
+class DpgateError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    code = "invalid_request"
+    status = 400
+
+    def __init__(self, message: str, **fields: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = {k: v for k, v in fields.items() if v is not None}
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "detail": self.message, **self.fields}
+
+
+class InvalidRequest(DpgateError, ValueError):
+    code = "invalid_request"
+
+
+class InvalidMetadata(InvalidRequest):
+    """A dataset's metadata is malformed; raised at registration, never at query time."""
+
+    code = "invalid_request"
+
+
+class QueryError(DpgateError, ValueError):
+    """A query refused before any private data is touched."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        construct: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+    ) -> None:
+        where = f" (line {line}, column {col})" if line is not None else ""
+        super().__init__(message + where, construct=construct, line=line, col=col)
+        self.construct = construct
+        self.line = line
+        self.col = col
+
+
+class InvalidSQL(QueryError):
+    code = "invalid_sql"
+
+
+class UnsupportedSQL(QueryError):
+    code = "unsupported_sql"
+
+
+class UnknownTable(QueryError):
+    code = "unknown_table"
+
+
+class UnknownColumn(QueryError):
+    code = "unknown_column"
+
+
+class UnknownDataset(DpgateError, LookupError):
+    code = "unknown_dataset"
+    status = 404

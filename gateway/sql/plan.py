@@ -1,0 +1,576 @@
+"""Pass 3: validate a SELECT against the allow-list and freeze the plan of its measurements.
+
+The plan says, before any data is read: which exact aggregates the engine computes (each a
+`Measure`, with its sensitivity derived from the declared bounds and `max_rows_per_unit` alone), how
+the query's ε is split among them (equal shares; the shares add up to exactly the ε asked), the public
+domain of every GROUP BY cell or the private selection that replaces it, and the post-processing SQL
+that turns noisy aggregates into the answer's columns (AVG = SUM/COUNT, HAVING, ORDER BY, LIMIT).
+
+Neighbouring datasets differ in all rows of one privacy unit (at most k = max_rows_per_unit rows
+after bounding). Sensitivities below are for the whole vector of GROUP BY cells: one unit's k rows
+change the counts of all cells together by at most k in L1.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from sqlglot import exp
+
+from gateway.catalog import ColumnMeta, ColumnType, DatasetMeta
+from gateway.errors import InvalidRequest
+from gateway.sql.parse import parse, position, unsupported
+from gateway.sql.scalar import BOOL, DATE, ID, NUM, STR, ColumnRef, ScalarCompiler, Typed, bounded, clamp_sql, lit_num
+from gateway.sql.source import Relations, Source
+from mechanisms.cost import Cost
+
+MAX_CELLS = 100_000
+MAX_LIMIT = 100_000
+QUANTILE_CANDIDATES = 1024
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One exact aggregate the engine computes per cell, released with its own noise."""
+
+    id: str
+    kind: str  # count | count_distinct | sum | quantile
+    sql: exp.Expression | None  # the aggregate (count/sum) or the clamped value (quantile)
+    sensitivity: float
+    integer: bool
+    lower: float = 0.0  # quantile range
+    upper: float = 0.0
+    alpha: Fraction = Fraction(1, 2)
+    value_integer: bool = False
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregate call of the query and the measures it is derived from."""
+
+    id: str
+    func: str  # count | sum | avg | var | stddev | quantile
+    measures: tuple[str, ...]
+    lower: float = 0.0
+    upper: float = 0.0
+    sample: bool = True
+    nonnegative: bool = False
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    id: str
+    sql: exp.Expression
+    type: str
+    domain: tuple | None
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    name: str
+    source: str | None  # the _a or _k id when the column is exactly an aggregate or a key
+
+
+@dataclass(frozen=True)
+class Plan:
+    dataset: str
+    sql: str
+    normalized_sql: str
+    source: Source = field(repr=False, compare=False)
+    where: exp.Expression | None
+    keys: tuple[GroupKey, ...]
+    measures: tuple[Measure, ...]
+    aggregates: tuple[Aggregate, ...]
+    released: tuple[str, ...]  # ids of the measures that get noise of their own
+    selection: str  # none | public | threshold | top_k
+    top_k: int
+    count_measure: str | None  # the COUNT(*) measure selection uses
+    post: exp.Select
+    columns: tuple[OutputColumn, ...]
+    epsilon: Fraction
+    delta: Fraction
+    share: Fraction  # ε of each measurement (and of the selection, if any)
+    public: bool
+    max_rows: int
+
+    @property
+    def cost(self) -> Cost:
+        if self.public:
+            return Cost(Fraction(0))
+        return Cost(self.epsilon, self.delta if self.selection == "threshold" else Fraction(0))
+
+    @property
+    def cells(self) -> list[tuple] | None:
+        if self.selection not in ("public", "top_k", "none"):
+            return None
+        if not self.keys:
+            return [()]
+        return list(itertools.product(*(k.domain for k in self.keys)))  # type: ignore[arg-type]
+
+
+AGG_FUNCS = {
+    exp.Count: "count",
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Variance: "var",
+    exp.VariancePop: "var_pop",
+    exp.Stddev: "stddev",
+    exp.StddevSamp: "stddev",
+    exp.StddevPop: "stddev_pop",
+    exp.Median: "median",
+    exp.PercentileCont: "quantile",
+    exp.PercentileDisc: "quantile",
+    exp.Min: "min",
+    exp.Max: "max",
+}
+
+
+def _post_meta(t: str) -> ColumnMeta:
+    kind = {NUM: ColumnType.FLOAT, STR: ColumnType.CATEGORY, BOOL: ColumnType.BOOL, DATE: ColumnType.DATE}.get(
+        t, ColumnType.FLOAT
+    )
+    return ColumnMeta(type=kind, nullable=True)
+
+
+class Planner:
+    def __init__(self, dataset: DatasetMeta, relations: Relations) -> None:
+        self.dataset = dataset
+        self.relations = relations
+
+    def plan(self, sql: str, *, epsilon: Fraction, delta: Fraction = Fraction(0)) -> Plan:
+        if epsilon <= 0:
+            raise InvalidRequest("epsilon must be positive")
+        if not 0 <= delta < 1:
+            raise InvalidRequest("delta must be in [0, 1)")
+        tree = parse(sql)
+        return _Build(self, tree, sql, epsilon, delta).plan()
+
+
+class _Build:
+    def __init__(self, planner: Planner, tree: exp.Select, sql: str, epsilon: Fraction, delta: Fraction) -> None:
+        self.ds = planner.dataset
+        self.tree = tree
+        self.sql = sql
+        self.epsilon = epsilon
+        self.delta = delta
+        self._reject_modifiers(tree)
+        self.source = Source(self.ds, tree, planner.relations)
+        self.k = self.source.max_rows
+        self.rows_scalar = ScalarCompiler(self._resolve, clamp=False)
+        self.agg_scalar = ScalarCompiler(self._resolve, clamp=True)
+        self.measures: dict[str, Measure] = {}
+        self.measure_keys: dict[str, str] = {}
+        self.aggregates: dict[str, Aggregate] = {}
+        self.agg_keys: dict[str, str] = {}
+        self.keys: list[GroupKey] = []
+        self.key_nodes: list[str] = []  # normalised SQL of each GROUP BY expression
+
+    def _resolve(self, node: exp.Column) -> ColumnRef:
+        return self.source.resolve(node)
+
+    def _reject_modifiers(self, tree: exp.Select) -> None:
+        for key in ("with", "with_", "distinct", "qualify", "windows", "laterals", "pivots", "kind", "into", "locks", "sample", "cluster", "distribute", "sort", "connect", "prewhere"):
+            v = tree.args.get(key)
+            if v:
+                name = {"with": "WITH", "with_": "WITH", "distinct": "SELECT DISTINCT", "qualify": "QUALIFY"}.get(key, key.upper())
+                raise unsupported(f"{name} is not supported", v if isinstance(v, exp.Expression) else tree, name)
+        for node in tree.walk():
+            if isinstance(node, exp.Window):
+                raise unsupported("window functions are not supported", node, "window function")
+            if isinstance(node, (exp.Subquery,)) or (isinstance(node, exp.Select) and node is not tree):
+                raise unsupported("subqueries are not supported", node, "subquery")
+            if isinstance(node, exp.Placeholder) or isinstance(node, exp.Parameter):
+                raise unsupported("parameters are not supported", node, "parameter")
+
+    # main
+    def plan(self) -> Plan:
+        tree = self.tree
+        items = list(tree.expressions)
+        if any(isinstance(i, exp.Star) for i in items):
+            raise unsupported("SELECT * would release rows; select aggregates", tree, "*")
+        where = None
+        if tree.args.get("where") is not None:
+            w = tree.args["where"].this
+            if w.find(exp.AggFunc):
+                raise unsupported("aggregates are not allowed in WHERE; use HAVING", w.find(exp.AggFunc), "aggregate in WHERE")
+            typed = self.rows_scalar(w)
+            if typed.type not in (BOOL, "null"):
+                raise unsupported("WHERE needs a true/false condition", w, "WHERE")
+            where = typed.sql
+        self._group_keys(items)
+        # select list: aggregates replaced by _a ids, keys by _k ids
+        post_items = []
+        columns = []
+        names_seen: dict[str, int] = {}
+        for item in items:
+            node = item.this if isinstance(item, exp.Alias) else item
+            name = item.alias if isinstance(item, exp.Alias) else (node.name if isinstance(node, exp.Column) else node.sql(dialect="duckdb").lower())
+            name = name[:64] or "column"
+            if name in names_seen:
+                names_seen[name] += 1
+                name = f"{name}_{names_seen[name]}"
+            else:
+                names_seen[name] = 0
+            post, src = self._post_expr(node)
+            columns.append(OutputColumn(name, src))
+            post_items.append(exp.alias_(post, name, quoted=True))
+        if not self.aggregates and not self.keys:
+            raise unsupported("row-level SELECT is not allowed: select aggregates (COUNT, SUM, AVG, ...)", tree, "row-level SELECT")
+        aliases = {c.name.lower(): p.this for c, p in zip(columns, post_items)}
+        having = None
+        if tree.args.get("having") is not None:
+            having = self._post_expr(tree.args["having"].this, aliases)[0]
+        limit = self._int_clause(tree.args.get("limit"), "LIMIT")
+        offset = self._int_clause(tree.args.get("offset"), "OFFSET")
+        top = self._top_k_pattern(tree, limit, offset)
+        orders = []
+        order = tree.args.get("order")
+        if order is not None and top is None:
+            for o in order.expressions:
+                target = o.this
+                if isinstance(target, exp.Literal) and not target.is_string:
+                    idx = int(float(target.this)) - 1
+                    if not 0 <= idx < len(post_items):
+                        raise unsupported("ORDER BY position out of range", target, "ORDER BY")
+                    expr = post_items[idx].this.copy()
+                else:
+                    expr = self._post_expr(target, aliases)[0]
+                orders.append(exp.Ordered(this=expr, desc=bool(o.args.get("desc")), nulls_first=o.args.get("nulls_first")))
+        selection, top_k, count_id = self._selection(tree, top)
+        post = exp.select(*post_items).from_(exp.to_identifier("noisy"))
+        if having is not None:
+            post = post.where(having)
+        if selection == "top_k":
+            post = post.order_by(exp.Ordered(this=exp.column("_rank")))
+        elif orders:
+            post = post.order_by(*orders)
+        if limit is not None and selection != "top_k":
+            post = post.limit(limit)
+        if offset is not None and selection != "top_k":
+            post = post.offset(offset)
+
+        used = {m for a in self.aggregates.values() for m in a.measures}
+        # Measures released with noise of their own. The selection's counts are not among them: top-k
+        # uses them only to select; threshold selection releases them as the COUNT(*) answer.
+        released = tuple(m for m in self.measures if m in used and not (selection == "threshold" and m == count_id))
+        shares = len(released) + (1 if selection in ("threshold", "top_k") else 0)
+        if selection == "threshold" and self.delta <= 0:
+            raise unsupported(
+                "GROUP BY on a key without a public list of values needs delta > 0 (threshold partition selection)",
+                tree.args.get("group"),
+                "GROUP BY",
+            )
+        share = self.epsilon / max(shares, 1)
+        return Plan(
+            dataset=self.ds.name,
+            sql=self.sql,
+            normalized_sql=self.tree.sql(dialect="duckdb", normalize=True),
+            source=self.source,
+            where=where,
+            keys=tuple(self.keys),
+            measures=tuple(self.measures.values()),
+            released=released,
+            aggregates=tuple(self.aggregates.values()),
+            selection=selection,
+            top_k=top_k,
+            count_measure=count_id,
+            post=post,
+            columns=tuple(columns),
+            epsilon=self.epsilon,
+            delta=self.delta,
+            share=share,
+            public=self.source.public,
+            max_rows=self.k,
+        )
+
+    def _int_clause(self, node: exp.Expression | None, what: str) -> int | None:
+        if node is None:
+            return None
+        value = node.expression if isinstance(node, (exp.Limit, exp.Offset)) else node
+        if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
+            raise unsupported(f"{what} takes a non-negative integer literal", node, what)
+        n = int(value.this)
+        if n > MAX_LIMIT:
+            raise unsupported(f"{what} is at most {MAX_LIMIT}", node, what)
+        return n
+
+    # GROUP BY
+    def _group_keys(self, items: list[exp.Expression]) -> None:
+        group = self.tree.args.get("group")
+        if group is None:
+            return
+        if group.args.get("rollup") or group.args.get("cube") or group.args.get("grouping_sets"):
+            raise unsupported("ROLLUP, CUBE and GROUPING SETS are not supported", group, "GROUP BY")
+        aliases = {i.alias.lower(): i.this for i in items if isinstance(i, exp.Alias)}
+        for g in group.expressions:
+            node = g
+            if isinstance(g, exp.Literal) and not g.is_string:
+                idx = int(float(g.this)) - 1
+                if not 0 <= idx < len(items):
+                    raise unsupported("GROUP BY position out of range", g, "GROUP BY")
+                node = items[idx].this if isinstance(items[idx], exp.Alias) else items[idx]
+            elif isinstance(g, exp.Column) and not g.table and g.name.lower() in aliases:
+                try:
+                    self.source.resolve(g)
+                except Exception:
+                    node = aliases[g.name.lower()]
+            if node.find(exp.AggFunc):
+                raise unsupported("aggregates cannot be GROUP BY keys", node, "GROUP BY")
+            typed = self.rows_scalar(node)
+            if self._touches_unit(node):
+                raise unsupported("grouping by the privacy unit would release each unit's values", node, "GROUP BY privacy unit")
+            if typed.type == ID:
+                raise unsupported("id columns cannot be GROUP BY keys", node, "GROUP BY id")
+            kid = f"_k{len(self.keys)}"
+            self.keys.append(GroupKey(kid, typed.sql, typed.type, typed.domain))
+            self.key_nodes.append(self._norm(node))
+        if len(self.keys) > 8:
+            raise unsupported("at most 8 GROUP BY keys", group, "GROUP BY")
+
+    def _touches_unit(self, node: exp.Expression) -> bool:
+        for c in node.find_all(exp.Column):
+            if self.source.resolve(c).is_unit:
+                return True
+        return False
+
+    def _norm(self, node: exp.Expression) -> str:
+        """A canonical text of an expression with its columns resolved, to match keys in SELECT."""
+        copy = node.copy()
+        for c in list(copy.find_all(exp.Column)):
+            try:
+                ref = self.source.resolve(c)
+            except Exception:
+                continue
+            c.replace(exp.column(ref.name.lower(), table=ref.alias.lower()))
+        return copy.sql(dialect="duckdb", normalize=True)
+
+    def _selection(self, tree: exp.Select, top: int | None) -> tuple[str, int, str | None]:
+        if self.source.public:
+            return ("public" if self.keys else "none"), 0, None
+        if not self.keys:
+            return "none", 0, None
+        public = all(k.domain is not None for k in self.keys)
+        if public:
+            cells = math.prod(len(k.domain) for k in self.keys)  # type: ignore[arg-type]
+            if cells > MAX_CELLS:
+                raise unsupported(
+                    f"the GROUP BY keys have {cells} public cells; at most {MAX_CELLS}", tree.args.get("group"), "GROUP BY"
+                )
+            if top is not None:
+                return "top_k", top, self._count_star()
+            return "public", 0, None
+        count_id = self._find_count_star()
+        return "threshold", 0, count_id if count_id is not None else self._count_star(hidden=True)
+
+    def _top_k_pattern(self, tree: exp.Select, limit: int | None, offset: int | None) -> int | None:
+        """GROUP BY key ORDER BY COUNT(*) DESC LIMIT k: the k most frequent by report-noisy-max."""
+        order = tree.args.get("order")
+        if len(self.keys) != 1 or limit is None or offset or order is None or len(order.expressions) != 1:
+            return None
+        domain = self.keys[0].domain
+        if self.source.public or domain is None or limit >= len(domain):
+            return None  # a LIMIT that covers every cell selects nothing: order the noisy counts
+        if tree.args.get("having") is not None:
+            return None
+        o = order.expressions[0]
+        if not o.args.get("desc"):
+            return None
+        target = o.this
+        if isinstance(target, exp.Column) and not target.table:
+            for item in tree.expressions:
+                if isinstance(item, exp.Alias) and item.alias.lower() == target.name.lower():
+                    target = item.this
+        if isinstance(target, exp.Count) and isinstance(target.this, exp.Star):
+            return limit
+        return None
+
+    def _find_count_star(self) -> str | None:
+        return self.measure_keys.get("count:*")
+
+    def _count_star(self, hidden: bool = False) -> str:
+        return self._measure("count:*", "count", exp.Count(this=exp.Star()), self.k, True)
+
+    # aggregates
+    def _post_expr(self, node: exp.Expression, aliases: dict[str, exp.Expression] | None = None) -> tuple[exp.Expression, str | None]:
+        """Rewrite an expression over aggregates and keys into one over the noisy frame's columns."""
+        norm = self._norm(node) if not node.find(exp.AggFunc) else None
+        if norm is not None and norm in self.key_nodes:
+            kid = self.keys[self.key_nodes.index(norm)].id
+            return exp.column(kid, quoted=True), kid
+        if isinstance(node, tuple(AGG_FUNCS)) or (isinstance(node, exp.WithinGroup) and isinstance(node.this, tuple(AGG_FUNCS))):
+            aid = self._aggregate(node)
+            return exp.column(aid, quoted=True), aid
+        if isinstance(node, exp.AggFunc) or (isinstance(node, exp.Anonymous) and str(node.this).upper() in ("QUANTILE", "QUANTILE_CONT", "APPROX_QUANTILE", "MODE", "FIRST", "LIST", "STRING_AGG")):
+            raise unsupported("this aggregate is not supported", node)
+        if isinstance(node, exp.Column) and aliases is not None and not node.table and node.name.lower() in aliases:
+            try:
+                self.source.resolve(node)
+            except Exception:
+                return aliases[node.name.lower()].copy(), None
+        if isinstance(node, exp.Column):
+            line, col = position(node)
+            raise unsupported(
+                f"column {node.name!r} must be inside an aggregate or in GROUP BY (row-level values are never released)",
+                node,
+                "row-level SELECT",
+            )
+        # an expression over aggregates/keys: rewrite children, then validate the result as a scalar
+        copy = node.copy()
+        replaced: dict[str, Typed] = {}
+        for child in list(copy.iter_expressions()):
+            new, _ = self._post_expr(child, aliases)
+            child.replace(new)
+        for c in copy.find_all(exp.Column):
+            replaced[c.name] = Typed(c, NUM)
+
+        def resolve(c: exp.Column) -> ColumnRef:
+            kid = c.name
+            if kid.startswith("_k") and kid[2:].isdigit():
+                key = self.keys[int(kid[2:])]
+                meta = _post_meta(key.type)
+            elif kid.startswith("_a") and kid[2:].isdigit():
+                meta = _post_meta(NUM)
+            else:
+                meta = _post_meta(NUM)
+            return ColumnRef(alias="noisy", name=kid, meta=meta, sql=exp.column(kid, quoted=True), is_unit=False)
+
+        typed = ScalarCompiler(resolve, clamp=False)(copy)
+        return typed.sql, None
+
+    def _measure(self, key: str, kind: str, sql: exp.Expression | None, sensitivity: float, integer: bool, **extra: object) -> str:
+        if key in self.measure_keys:
+            return self.measure_keys[key]
+        mid = f"_m{len(self.measures)}"
+        self.measures[mid] = Measure(mid, kind, sql, sensitivity, integer, **extra)  # type: ignore[arg-type]
+        self.measure_keys[key] = mid
+        return mid
+
+    def _aggregate(self, node: exp.Expression) -> str:
+        key = self._norm(node)
+        if key in self.agg_keys:
+            return self.agg_keys[key]
+        agg = self._build_aggregate(node)
+        self.aggregates[agg.id] = agg
+        self.agg_keys[key] = agg.id
+        return agg.id
+
+    def _value(self, node: exp.Expression, func: str) -> tuple[Typed, bool]:
+        if node.find(exp.AggFunc):
+            raise unsupported("aggregates cannot be nested", node.find(exp.AggFunc), "nested aggregate")
+        typed = self.agg_scalar(node)
+        bare_nonnull = False
+        if isinstance(node, exp.Column):
+            ref = self.source.resolve(node)
+            bare_nonnull = not ref.meta.nullable
+        return typed, bare_nonnull
+
+    def _bounded_value(self, node: exp.Expression, func: str) -> tuple[exp.Expression, float, float, bool, bool]:
+        typed, bare_nonnull = self._value(node, func)
+        if typed.type == ID:
+            raise unsupported(f"{func.upper()} of an id column is not allowed", node, f"{func.upper()} of id")
+        if typed.type == BOOL:
+            sql = exp.Cast(this=typed.sql, to=exp.DataType.build("DOUBLE"))
+            return sql, 0.0, 1.0, bare_nonnull, True
+        if typed.type != NUM:
+            raise unsupported(f"{func.upper()} needs a numeric value, got {typed.type}", node, func.upper())
+        iv = bounded(typed.interval)
+        if iv is None:
+            raise unsupported(
+                f"{func.upper()} needs a bounded value: declare the column's lower and upper bounds, or clamp it with LEAST/GREATEST",
+                node,
+                f"unbounded {func.upper()}",
+            )
+        lo, hi = iv
+        sql = typed.sql if isinstance(node, exp.Column) else clamp_sql(typed.sql, lo, hi)
+        return sql, lo, hi, bare_nonnull, typed.integer
+
+    def _build_aggregate(self, node: exp.Expression) -> Aggregate:
+        aid = f"_a{len(self.aggregates)}"
+        k = self.k
+        if isinstance(node, exp.WithinGroup):
+            return self._within_group(aid, node)
+        func = AGG_FUNCS[type(node)]
+        if func == "count":
+            arg = node.this
+            if isinstance(arg, exp.Star):
+                return Aggregate(aid, "count", (self._count_star(),), nonnegative=True)
+            if isinstance(arg, exp.Distinct):
+                if len(arg.expressions) != 1:
+                    raise unsupported("COUNT(DISTINCT ...) takes one expression", node, "COUNT DISTINCT")
+                inner = arg.expressions[0]
+                typed, _ = self._value(inner, "count")
+                if typed.column and self.source.resolve(exp.column(typed.column[1], table=typed.column[0])).is_unit:
+                    sens = min(k, self._cells_bound())  # one unit counts once per cell
+                else:
+                    sens = k
+                m = self._measure(f"countd:{self._norm(inner)}", "count_distinct", exp.Count(this=exp.Distinct(expressions=[self.rows_scalar(inner).sql])), sens, True)
+                return Aggregate(aid, "count", (m,), nonnegative=True)
+            typed, bare_nonnull = self._value(arg, "count")
+            if bare_nonnull:
+                return Aggregate(aid, "count", (self._count_star(),), nonnegative=True)
+            m = self._measure(f"count:{self._norm(arg)}", "count", exp.Count(this=self.rows_scalar(arg).sql), k, True)
+            return Aggregate(aid, "count", (m,), nonnegative=True)
+        if node.args.get("distinct") or isinstance(node.this, exp.Distinct):
+            raise unsupported(f"{func.upper()}(DISTINCT ...) is not supported", node, f"{func.upper()} DISTINCT")
+        if func in ("median", "min", "max"):
+            alpha = {"median": Fraction(1, 2), "min": Fraction(0), "max": Fraction(1)}[func]
+            return self._quantile(aid, node.this, alpha)
+        if func == "quantile":  # quantile_cont(x, p)
+            return self._quantile(aid, node.this, self._alpha(node.expression))
+        value, lo, hi, bare_nonnull, integer = self._bounded_value(node.this, func)
+        norm = self._norm(node.this)
+        if func == "sum":
+            m = self._measure(f"sum:{norm}", "sum", exp.Sum(this=value), k * max(abs(lo), abs(hi)), False)
+            return Aggregate(aid, "sum", (m,), lo, hi, nonnegative=lo >= 0)
+        count = self._count_star() if bare_nonnull else self._measure(
+            f"count:{norm}", "count", exp.Count(this=value), k, True
+        )
+        mid = (lo + hi) / 2
+        half = (hi - lo) / 2
+        centered = exp.Sub(this=value, expression=lit_num(mid))
+        s = self._measure(f"csum:{norm}", "sum", exp.Sum(this=centered), k * half, False)
+        if func == "avg":
+            return Aggregate(aid, "avg", (count, s), lo, hi)
+        square = exp.Mul(this=exp.Paren(this=centered.copy()), expression=exp.Paren(this=centered.copy()))
+        q = self._measure(f"csq:{norm}", "sum", exp.Sum(this=square), k * half * half, False)
+        kind = "var" if func.startswith("var") else "stddev"
+        return Aggregate(aid, kind, (count, s, q), lo, hi, sample=not func.endswith("_pop"))
+
+    def _cells_bound(self) -> int:
+        if self.keys and all(key.domain is not None for key in self.keys):
+            return math.prod(len(key.domain) for key in self.keys)  # type: ignore[arg-type]
+        return 1 if not self.tree.args.get("group") else self.k
+
+    def _alpha(self, node: exp.Expression | None) -> Fraction:
+        if not isinstance(node, exp.Literal) or node.is_string:
+            raise unsupported("the percentile must be a numeric literal in [0, 1]", node, "PERCENTILE")
+        try:
+            alpha = Fraction(node.this).limit_denominator(10_000)
+        except ValueError:
+            raise unsupported("the percentile must be a numeric literal in [0, 1]", node, "PERCENTILE") from None
+        if not 0 <= alpha <= 1:
+            raise unsupported("the percentile must be in [0, 1]", node, "PERCENTILE")
+        return alpha
+
+    def _within_group(self, aid: str, node: exp.WithinGroup) -> Aggregate:
+        func = node.this
+        if not isinstance(func, (exp.PercentileCont, exp.PercentileDisc)):
+            raise unsupported("WITHIN GROUP is supported for PERCENTILE_CONT and PERCENTILE_DISC", node, "WITHIN GROUP")
+        order = node.expression
+        if not isinstance(order, exp.Order) or len(order.expressions) != 1:
+            raise unsupported("WITHIN GROUP (ORDER BY one expression)", node, "WITHIN GROUP")
+        ordered = order.expressions[0]
+        alpha = self._alpha(func.this)
+        if ordered.args.get("desc"):
+            alpha = 1 - alpha
+        return self._quantile(aid, ordered.this, alpha)
+
+    def _quantile(self, aid: str, node: exp.Expression, alpha: Fraction) -> Aggregate:
+        value, lo, hi, _, integer = self._bounded_value(node, "quantile")
+        m = self._measure(
+            f"q:{alpha}:{self._norm(node)}", "quantile", value, float(self.k), False,
+            lower=lo, upper=hi, alpha=alpha, value_integer=integer,
+        )
+        return Aggregate(aid, "quantile", (m,), lo, hi)

@@ -1,0 +1,388 @@
+"""Passes 4–6: run a frozen plan on the engine, add the noise, post-process into the answer.
+
+The mechanisms are built from the plan before any data is read (so their cost and accuracy are known
+first); the engine runs only SQL generated from the plan; every noisy value comes from a mechanism's
+`release()`; everything after that is post-processing of released values (clipping counts at 0,
+AVG = centred SUM / COUNT, HAVING/ORDER BY/LIMIT on the noisy frame in a separate in-memory DuckDB).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Protocol
+
+import duckdb
+import numpy as np
+import pandas as pd
+from sqlglot import exp
+
+from gateway.sql.plan import Aggregate, Measure, Plan
+from gateway.sql.scalar import lit_num
+from mechanisms.accuracy import discrete_laplace_ci, laplace_ci
+from mechanisms.cost import Cost
+from mechanisms.laplace import LaplaceCount, LaplaceFloat
+from mechanisms.selection import ExponentialQuantile, NoisyTopK, candidate_grid
+from mechanisms.threshold import ThresholdCounts
+
+QUANTILE_CANDIDATES = 1024
+
+
+class Engine(Protocol):
+    def execute(self, select: exp.Expression) -> list[tuple]: ...
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    mechanism: str
+    scale: float | None
+    ci95: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mechanism": self.mechanism, "scale": self.scale, "ci95": self.ci95}
+
+
+@dataclass(frozen=True)
+class Answer:
+    columns: list[str]
+    rows: list[list[Any]]
+    accuracy: dict[str, Accuracy]
+    cost: Cost
+    plan: Plan = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "columns": self.columns,
+            "rows": self.rows,
+            "accuracy": {k: v.to_json() for k, v in self.accuracy.items()},
+            "cost": self.cost.to_json(),
+        }
+
+
+def _literal(v: Any) -> exp.Expression:
+    if isinstance(v, bool):
+        return exp.Boolean(this=v)
+    if isinstance(v, (int, float)):
+        return lit_num(v)
+    return exp.Literal.string(str(v))
+
+
+class Mechanisms:
+    """The plan's mechanisms, built (and so calibrated and costed) before the data is read."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.by_measure: dict[str, Any] = {}
+        self.selection: Any = None
+        self.grids: dict[str, list[float]] = {}
+        if plan.public:
+            for m in plan.measures:
+                if m.kind == "quantile":
+                    self.grids[m.id] = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=QUANTILE_CANDIDATES)
+            return
+        eps = plan.share
+        k = plan.max_rows
+        for mid in plan.released:
+            m = self._measure(mid)
+            self.by_measure[mid] = self._build(m, eps, k)
+        if plan.selection == "top_k":
+            self.selection = NoisyTopK(epsilon=eps, sensitivity=k, k=plan.top_k, monotonic=True)
+        elif plan.selection == "threshold":
+            self.selection = ThresholdCounts(epsilon=eps, delta=plan.delta, max_partitions=k, max_rows=k)
+            if plan.count_measure is not None:
+                self.by_measure[plan.count_measure] = self.selection
+
+    def _measure(self, mid: str) -> Measure:
+        return next(m for m in self.plan.measures if m.id == mid)
+
+    def _build(self, m: Measure, eps: Fraction, k: int) -> Any:
+        if m.kind in ("count", "count_distinct"):
+            return LaplaceCount(epsilon=eps, sensitivity=int(m.sensitivity))
+        if m.kind == "sum":
+            if m.sensitivity == 0:
+                return None  # the value is the same constant for every row: nothing to hide
+            return LaplaceFloat(epsilon=eps, sensitivity=m.sensitivity)
+        if m.kind == "quantile":
+            grid = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=QUANTILE_CANDIDATES)
+            self.grids[m.id] = grid
+            return ExponentialQuantile(epsilon=eps, alpha=m.alpha, candidates=grid, max_rows=k)
+        raise AssertionError(m.kind)
+
+    def cost(self) -> Cost:
+        total = Cost(Fraction(0))
+        for mech in {id(x): x for x in [*self.by_measure.values(), self.selection] if x is not None}.values():
+            total = total + mech.cost
+        return total
+
+
+def _key_filter(plan: Plan) -> exp.Expression | None:
+    conds = []
+    for key in plan.keys:
+        if key.domain is None:
+            continue
+        values = [v for v in key.domain if v is not None]
+        parts = []
+        if values:
+            parts.append(exp.In(this=key.sql.copy(), expressions=[_literal(v) for v in values]))
+        if None in key.domain:
+            parts.append(exp.Is(this=key.sql.copy(), expression=exp.Null()))
+        conds.append(exp.Paren(this=exp.or_(*parts)) if len(parts) > 1 else parts[0])
+    if not conds:
+        return None
+    return exp.and_(*conds)
+
+
+def _where(plan: Plan, extra: exp.Expression | None = None) -> exp.Expression | None:
+    parts = [p for p in (plan.where, _key_filter(plan), extra) if p is not None]
+    if not parts:
+        return None
+    return exp.and_(*[exp.Paren(this=p.copy()) for p in parts])
+
+
+def main_query(plan: Plan) -> exp.Select | None:
+    """The exact aggregates per cell, as the engine runs them."""
+    cols: list[exp.Expression] = [exp.alias_(k.sql.copy(), k.id, quoted=True) for k in plan.keys]
+    cols += [exp.alias_(m.sql.copy(), m.id, quoted=True) for m in plan.measures if m.kind != "quantile"]  # type: ignore[union-attr]
+    if len(cols) == len(plan.keys):
+        return None  # keys from their public domains only: nothing to read
+    select = plan.source.render(exp.select(*cols), _where(plan))
+    if plan.keys:
+        select = select.group_by(*[k.sql.copy() for k in plan.keys])
+    return select
+
+
+def quantile_query(plan: Plan, m: Measure, grid: list[float]) -> exp.Select:
+    lo = m.lower
+    width = (grid[-1] - grid[0]) / (len(grid) - 1) if len(grid) > 1 else 1.0
+    pos = exp.Div(this=exp.Paren(this=exp.Sub(this=m.sql.copy(), expression=lit_num(lo))), expression=lit_num(width))  # type: ignore[union-attr]
+    floor = exp.Anonymous(this="FLOOR", expressions=[pos.copy()])
+    cols = [exp.alias_(k.sql.copy(), k.id, quoted=True) for k in plan.keys]
+    cols += [
+        exp.alias_(floor.copy(), "_bin", quoted=True),
+        exp.alias_(exp.EQ(this=pos.copy(), expression=floor.copy()), "_exact", quoted=True),
+        exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True),
+    ]
+    not_null = exp.Not(this=exp.Is(this=m.sql.copy(), expression=exp.Null()))  # type: ignore[union-attr]
+    select = plan.source.render(exp.select(*cols), _where(plan, not_null))
+    return select.group_by(*[k.sql.copy() for k in plan.keys], floor.copy(), exp.EQ(this=pos.copy(), expression=floor.copy()))
+
+
+def _histogram(rows: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """#(x < c_i), #(x = c_i), #(x > c_i) from counts per (bin, exact) with x at grid position f."""
+    on = np.zeros(n, dtype=np.int64)  # f == j
+    between = np.zeros(n, dtype=np.int64)  # j < f < j + 1
+    for b, exact, cnt in rows:
+        j = int(min(max(b, 0), n - 1))
+        if exact or j == n - 1:
+            on[j] += cnt
+        else:
+            between[j] += cnt
+    total = int(on.sum() + between.sum())
+    below = np.concatenate([[0], np.cumsum(on + between)[:-1]])  # rows with f < i
+    equal = on
+    above = total - below - equal
+    return below, equal, above
+
+
+def _cell_key(cell: tuple) -> str:
+    return json.dumps([v if not isinstance(v, float) or math.isfinite(v) else None for v in cell], default=str)
+
+
+def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) -> Answer:
+    mechs = mechanisms or Mechanisms(plan)
+    nkeys = len(plan.keys)
+    exact: dict[tuple, dict[str, Any]] = {}
+    q = main_query(plan)
+    if q is not None:
+        names = [k.id for k in plan.keys] + [m.id for m in plan.measures if m.kind != "quantile"]
+        for row in engine.execute(q):
+            cell = tuple(row[:nkeys])
+            exact[cell] = dict(zip(names[nkeys:], row[nkeys:]))
+
+    cells = plan.cells
+    noisy_counts: dict[tuple, int] = {}
+    selection_accuracy: Accuracy | None = None
+    if plan.selection == "threshold":
+        count_id = plan.count_measure
+        by_key = {_cell_key(c): c for c in exact}
+        released = mechs.selection.release({_cell_key(c): int(v[count_id] or 0) for c, v in exact.items()})
+        cells = sorted((by_key[k] for k in released), key=lambda c: tuple((v is None, str(v)) for v in c))
+        noisy_counts = {by_key[k]: int(v) for k, v in released.items()}
+        selection_accuracy = Accuracy("laplace_threshold", mechs.selection.scale, None)
+    assert cells is not None
+    if plan.selection == "top_k":
+        scores = [int((exact.get(c) or {}).get(plan.count_measure) or 0) for c in cells]
+        picked = mechs.selection.release(scores)
+        cells = [cells[i] for i in picked]
+        selection_accuracy = Accuracy("noisy_max", mechs.selection.scale, None)
+
+    values: dict[str, list[Any]] = {}
+    for m in plan.measures:
+        if m.kind == "quantile":
+            continue
+        raw = [(exact.get(c) or {}).get(m.id) for c in cells]
+        raw = [0 if v is None else v for v in raw]
+        mech = mechs.by_measure.get(m.id)
+        if plan.public or m.id not in plan.released and m.id != plan.count_measure:
+            values[m.id] = raw
+        elif mech is mechs.selection and plan.selection == "threshold":
+            values[m.id] = [noisy_counts[c] for c in cells]
+        elif mech is None:
+            values[m.id] = [float(v) for v in raw]
+        else:
+            values[m.id] = mech.release([int(v) for v in raw] if m.integer else [float(v) for v in raw])
+    for m in plan.measures:
+        if m.kind != "quantile":
+            continue
+        grid = mechs.grids[m.id]
+        per_cell: dict[tuple, list[tuple]] = {}
+        for row in engine.execute(quantile_query(plan, m, grid)):
+            per_cell.setdefault(tuple(row[:nkeys]), []).append(tuple(row[nkeys:]))
+        out = []
+        for c in cells:
+            below, equal, above = _histogram(per_cell.get(c, []), len(grid))
+            if plan.public:  # a public table's exact quantile, on the same grid
+                num, den = m.alpha.numerator, m.alpha.denominator
+                scores = [abs((den - num) * int(lt) - num * int(gt)) for lt, gt in zip(below, above)]
+                out.append(grid[int(np.argmin(scores))])
+            else:
+                out.append(mechs.by_measure[m.id].release_from_histogram(below.tolist(), equal.tolist(), above.tolist()))
+        values[m.id] = out
+
+    frame: dict[str, list[Any]] = {}
+    for i, key in enumerate(plan.keys):
+        frame[key.id] = [c[i] for c in cells]
+    accuracy_by_agg: dict[str, Accuracy] = {}
+    for agg in plan.aggregates:
+        frame[agg.id], accuracy_by_agg[agg.id] = _finish(agg, values, mechs, plan)
+    if plan.selection == "top_k":
+        frame["_rank"] = list(range(len(cells)))
+    df = pd.DataFrame(frame) if frame else pd.DataFrame(index=range(len(cells)))
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("noisy", df)
+        result = con.execute(plan.post.sql(dialect="duckdb"))
+        columns = [c.name for c in plan.columns]
+        rows = [[_py(v) for v in row] for row in result.fetchall()]
+    finally:
+        con.close()
+
+    accuracy: dict[str, Accuracy] = {}
+    for col in plan.columns:
+        if col.source is None:
+            accuracy[col.name] = Accuracy("derived", None, None)
+        elif col.source.startswith("_k"):
+            if plan.public or plan.selection in ("public", "none"):
+                accuracy[col.name] = Accuracy("none", 0.0, 0.0)
+            else:
+                accuracy[col.name] = selection_accuracy or Accuracy("none", 0.0, 0.0)
+        else:
+            accuracy[col.name] = accuracy_by_agg[col.source]
+    return Answer(columns, rows, accuracy, plan.cost, plan)
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return None if not math.isfinite(f) else f
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def _ci(mech: Any, alpha: float) -> float:
+    if mech is None:
+        return 0.0
+    if isinstance(mech, (LaplaceCount, ThresholdCounts)):
+        return discrete_laplace_ci(mech.scale, alpha)
+    return laplace_ci(mech.scale, alpha)
+
+
+def _finish(agg: Aggregate, values: dict[str, list[Any]], mechs: Mechanisms, plan: Plan) -> tuple[list[Any], Accuracy]:
+    """Post-process one aggregate's released measures into its column, with its accuracy."""
+    ms = [values[m] for m in agg.measures]
+    mech = [mechs.by_measure.get(m) for m in agg.measures]
+    public = plan.public
+    if agg.func == "count":
+        out = [max(0, int(v)) for v in ms[0]]
+        if public:
+            return out, Accuracy("none", 0.0, 0.0)
+        return out, Accuracy(mech[0].name, mech[0].scale, _ci(mech[0], 0.05))
+    if agg.func == "sum":
+        out = [max(0.0, float(v)) if agg.nonnegative else float(v) for v in ms[0]]
+        if public or mech[0] is None:
+            return out, Accuracy("none", 0.0, 0.0)
+        return out, Accuracy(mech[0].name, mech[0].scale, _ci(mech[0], 0.05))
+    if agg.func == "quantile":
+        if public:
+            return list(ms[0]), Accuracy("none", 0.0, None)
+        return list(ms[0]), Accuracy(mech[0].name, mech[0].scale, None)
+    lo, hi = agg.lower, agg.upper
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    counts, sums = ms[0], ms[1]
+    out = []
+    worst = 0.0
+    a = _ci(mech[1], 0.025) if not public else 0.0
+    b = _ci(mech[0], 0.025) if not public else 0.0
+    for i, (n, s) in enumerate(zip(counts, sums)):
+        n = float(n)
+        s = float(s)
+        nn = max(n, 1.0)
+        if agg.func == "avg":
+            if n < 1:
+                out.append(None)  # no released value, so no interval to state
+                continue
+            out.append(min(max(mid + s / nn, lo), hi))
+            # |S/N - S~/N~| <= (a + |S~| b / N~) / (N~ - b) when |S - S~| <= a and |N - N~| <= b
+            width = (a + abs(s) * b / nn) / (nn - b) if nn > b else hi - lo
+            worst = max(worst, min(width, hi - lo))
+        else:
+            qsum = float(ms[2][i])
+            if n < 2:
+                out.append(None)
+                continue
+            var = qsum / nn - (s / nn) ** 2
+            if agg.sample:
+                var *= nn / (nn - 1)
+            var = min(max(var, 0.0), half * half * (2 if agg.sample else 1))
+            out.append(var if agg.func == "var" else math.sqrt(var))
+    if public:
+        return out, Accuracy("none", 0.0, 0.0)
+    if agg.func == "avg":
+        return out, Accuracy("laplace", mech[1].scale if mech[1] else 0.0, worst)
+    return out, Accuracy("laplace", mech[2].scale if mech[2] else 0.0, None)
+
+
+def expected_accuracy(plan: Plan) -> tuple[Cost, dict[str, Accuracy]]:
+    """Cost and per-column accuracy known before any data is read (the free preview)."""
+    mechs = Mechanisms(plan)
+    acc: dict[str, Accuracy] = {}
+    for col in plan.columns:
+        if col.source is None:
+            acc[col.name] = Accuracy("derived", None, None)
+            continue
+        if col.source.startswith("_k"):
+            if plan.selection == "top_k":
+                acc[col.name] = Accuracy("noisy_max", mechs.selection.scale, None)
+            elif plan.selection == "threshold":
+                acc[col.name] = Accuracy("laplace_threshold", mechs.selection.scale, None)
+            else:
+                acc[col.name] = Accuracy("none", 0.0, 0.0)
+            continue
+        agg = next(a for a in plan.aggregates if a.id == col.source)
+        if plan.public:
+            acc[col.name] = Accuracy("none", 0.0, 0.0)
+            continue
+        mech = [mechs.by_measure.get(m) for m in agg.measures]
+        if agg.func in ("count", "sum"):
+            m0 = mech[0]
+            acc[col.name] = Accuracy(m0.name, m0.scale, _ci(m0, 0.05)) if m0 is not None else Accuracy("none", 0.0, 0.0)
+        elif agg.func == "quantile":
+            acc[col.name] = Accuracy(mech[0].name, mech[0].scale, None)
+        else:
+            m1 = mech[1]
+            acc[col.name] = Accuracy("laplace", m1.scale if m1 else 0.0, None)  # AVG's interval depends on the count
+    return plan.cost, acc

@@ -1,0 +1,538 @@
+"""Pass 3a: the allow-list of scalar expressions, with their types, bounds and public domains.
+
+Every scalar the engine will evaluate is rebuilt here from validated parts, never copied from the
+caller's text. Rewrites make evaluation total, so that no value in the data can make a query fail:
+divisions and modulos by zero give NULL, casts are TRY_CASTs, arithmetic runs in DOUBLE (no integer
+overflow), literals compared with dates are parsed now, not by the engine.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlglot import exp
+
+from gateway.catalog import ColumnMeta, ColumnType, parse_date
+from gateway.errors import InvalidSQL
+from gateway.sql.parse import position, unsupported
+
+Interval = tuple[float, float]
+NUM, STR, BOOL, DATE, ID, NULL = "num", "str", "bool", "date", "id", "null"
+MAX_DOMAIN = 100_000
+MAX_LITERAL_CHARS = 1_000
+
+
+@dataclass(frozen=True)
+class Typed:
+    sql: exp.Expression
+    type: str
+    interval: Interval | None = None  # bounds of a numeric value (after clamping, inside aggregates)
+    domain: tuple | None = None  # the public set of values it can take (for GROUP BY)
+    integer: bool = False
+    column: tuple[str, str] | None = None  # (table alias, column) for a bare column reference
+
+
+@dataclass(frozen=True)
+class ColumnRef:
+    alias: str
+    name: str
+    meta: ColumnMeta
+    sql: exp.Expression
+    is_unit: bool
+
+
+Resolver = Callable[[exp.Column], ColumnRef]
+
+
+def lit_num(v: float) -> exp.Expression:
+    if math.isfinite(v) and float(v).is_integer() and abs(v) < 2**53:
+        return exp.Literal.number(int(v))
+    return exp.Literal.number(repr(float(v)))
+
+
+def as_double(e: exp.Expression) -> exp.Expression:
+    return exp.Cast(this=e, to=exp.DataType.build("DOUBLE"))
+
+
+def clamp_sql(e: exp.Expression, lo: float, hi: float) -> exp.Expression:
+    return exp.Least(this=exp.Greatest(this=e, expressions=[lit_num(lo)]), expressions=[lit_num(hi)])
+
+
+INF = math.inf
+UNBOUNDED: Interval = (-INF, INF)
+
+
+def _mul(x: float, y: float) -> float:
+    return 0.0 if x == 0 or y == 0 else x * y  # interval convention: 0 * inf = 0
+
+
+def _ival(op: str, a: Interval | None, b: Interval | None) -> Interval:
+    a = a or UNBOUNDED
+    b = b or UNBOUNDED
+    if op == "+":
+        return a[0] + b[0], a[1] + b[1]
+    if op == "-":
+        return a[0] - b[1], a[1] - b[0]
+    if op == "*":
+        ps = [_mul(a[0], b[0]), _mul(a[0], b[1]), _mul(a[1], b[0]), _mul(a[1], b[1])]
+        return min(ps), max(ps)
+    if op == "/":
+        if not (b[0] > 0 or b[1] < 0) or any(math.isinf(x) for x in a):
+            return UNBOUNDED  # a divisor near zero is unbounded (exactly zero gives NULL)
+        qs = [x / y for x in a for y in b]
+        return min(qs), max(qs)
+    raise AssertionError(op)
+
+
+def bounded(iv: Interval | None) -> Interval | None:
+    """The interval if it is a usable finite bound, else None."""
+    if iv is None or not all(math.isfinite(x) for x in iv) or max(abs(iv[0]), abs(iv[1])) > 1e15:
+        return None
+    return iv
+
+
+DATE_PARTS: dict[str, tuple[int, int] | None] = {
+    "YEAR": None,  # from the column's declared bounds
+    "QUARTER": (1, 4),
+    "MONTH": (1, 12),
+    "DAY": (1, 31),
+    "DAYOFWEEK": (0, 6),
+    "DOW": (0, 6),
+    "ISODOW": (1, 7),
+    "DAYOFYEAR": (1, 366),
+    "DOY": (1, 366),
+    "HOUR": (0, 23),
+    "MINUTE": (0, 59),
+    "WEEK": (1, 53),
+}
+PART_FUNCS = {
+    exp.Year: "YEAR",
+    exp.Quarter: "QUARTER",
+    exp.Month: "MONTH",
+    exp.Day: "DAY",
+    exp.DayOfWeek: "DAYOFWEEK",
+    exp.DayOfYear: "DAYOFYEAR",
+    exp.Hour: "HOUR",
+    exp.Minute: "MINUTE",
+    exp.Week: "WEEK",
+}
+CAST_TARGETS = {
+    "DOUBLE": NUM, "FLOAT": NUM, "DECIMAL": NUM, "INT": NUM, "BIGINT": NUM, "INTEGER": NUM,
+    "SMALLINT": NUM, "TINYINT": NUM, "VARCHAR": STR, "TEXT": STR, "DATE": DATE, "TIMESTAMP": DATE,
+    "BOOLEAN": BOOL,
+}
+UNARY_NUM = {exp.Abs: "ABS", exp.Floor: "FLOOR", exp.Ceil: "CEIL", exp.Sign: "SIGN"}
+STR_FUNCS = {exp.Lower: "LOWER", exp.Upper: "UPPER"}
+
+
+class ScalarCompiler:
+    """Compiles one scalar expression tree. `clamp=True` inside aggregates: numeric columns are
+    clamped to their declared bounds, so the result's interval is a true bound on every row's value."""
+
+    def __init__(self, resolve: Resolver, *, clamp: bool) -> None:
+        self.resolve = resolve
+        self.clamp = clamp
+
+    def __call__(self, node: exp.Expression) -> Typed:
+        return self.compile(node)
+
+    def compile(self, node: exp.Expression) -> Typed:
+        handler = _HANDLERS.get(type(node))
+        if handler is None:
+            if isinstance(node, (exp.Subquery, exp.Select)) or node.find(exp.Select):
+                raise unsupported("subqueries are not supported", node, "subquery")
+            if isinstance(node, exp.Window):
+                raise unsupported("window functions are not supported", node, "window function")
+            if isinstance(node, exp.AggFunc):
+                raise unsupported("aggregates cannot be nested or used here", node)
+            raise unsupported("this construct is not in the supported SQL subset", node)
+        return handler(self, node)
+
+    # leaves
+    def _column(self, node: exp.Column) -> Typed:
+        ref = self.resolve(node)
+        meta = ref.meta
+        t = meta.type
+        if t == ColumnType.ID:
+            return Typed(ref.sql, ID, column=(ref.alias, ref.name))
+        if t in (ColumnType.INT, ColumnType.FLOAT):
+            b = meta.bounds
+            sql: exp.Expression = ref.sql
+            if self.clamp and b is not None:
+                sql = clamp_sql(ref.sql, *b)
+            domain = None
+            if t == ColumnType.INT and b is not None and b[1] - b[0] < 1000:
+                domain = tuple(range(int(b[0]), int(b[1]) + 1)) + ((None,) if meta.nullable else ())
+            return Typed(sql, NUM, (b if self.clamp and b else UNBOUNDED), domain, integer=t == ColumnType.INT, column=(ref.alias, ref.name))
+        if t == ColumnType.CATEGORY:
+            cats = meta.public_categories
+            domain = None if cats is None else cats + ((None,) if meta.nullable else ())
+            return Typed(ref.sql, STR, domain=domain, column=(ref.alias, ref.name))
+        if t == ColumnType.BOOL:
+            return Typed(ref.sql, BOOL, domain=(False, True) + ((None,) if meta.nullable else ()), column=(ref.alias, ref.name))
+        if t == ColumnType.DATE:
+            return Typed(ref.sql, DATE, column=(ref.alias, ref.name))
+        raise AssertionError(t)
+
+    def _literal(self, node: exp.Literal) -> Typed:
+        if node.is_string:
+            if len(node.this) > MAX_LITERAL_CHARS:
+                raise unsupported(f"string literals are limited to {MAX_LITERAL_CHARS} characters", node, "literal")
+            return Typed(exp.Literal.string(node.this), STR, domain=(node.this,))
+        try:
+            v = float(node.this)
+        except ValueError:
+            raise InvalidSQL("malformed number", line=position(node)[0], col=position(node)[1]) from None
+        if not math.isfinite(v) or abs(v) > 1e15:
+            raise unsupported("numeric literals are limited to magnitude 1e15", node, "literal")
+        is_int = float(v).is_integer() and "." not in node.this and "e" not in node.this.lower()
+        return Typed(lit_num(v), NUM, (v, v), (int(v) if is_int else v,), integer=is_int)
+
+    def _boolean(self, node: exp.Boolean) -> Typed:
+        return Typed(exp.Boolean(this=bool(node.this)), BOOL, domain=(bool(node.this),))
+
+    def _null(self, node: exp.Null) -> Typed:
+        return Typed(exp.Null(), NULL, domain=(None,))
+
+    def _paren(self, node: exp.Paren) -> Typed:
+        inner = self.compile(node.this)
+        return Typed(exp.Paren(this=inner.sql), inner.type, inner.interval, inner.domain, inner.integer)
+
+    # arithmetic
+    def _num(self, node: exp.Expression, what: str) -> Typed:
+        t = self.compile(node)
+        if t.type not in (NUM, NULL):
+            raise unsupported(f"{what} needs a number, got a {t.type} value", node, what)
+        return t
+
+    def _binary(self, node: exp.Binary) -> Typed:
+        op = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%"}[type(node)]
+        a, b = self._num(node.this, op), self._num(node.expression, op)
+        left, right = as_double(a.sql), as_double(b.sql)
+        if op in ("/", "%"):
+            right = exp.Nullif(this=right, expression=exp.Literal.number(0))
+        cls = type(node)
+        sql = exp.Paren(this=cls(this=left, expression=right))
+        if op == "%":
+            m = max(abs(b.interval[0]), abs(b.interval[1])) if b.interval else INF
+            iv = (-m, m)
+        else:
+            iv = _ival(op, a.interval, b.interval)
+        return Typed(sql, NUM, iv)
+
+    def _neg(self, node: exp.Neg) -> Typed:
+        a = self._num(node.this, "-")
+        iv = (-(a.interval or UNBOUNDED)[1], -(a.interval or UNBOUNDED)[0])
+        return Typed(exp.Neg(this=as_double(a.sql)), NUM, iv, integer=a.integer)
+
+    def _unary_func(self, node: exp.Expression) -> Typed:
+        name = UNARY_NUM[type(node)]
+        if isinstance(node, (exp.Floor, exp.Ceil)) and node.args.get("decimals") is not None:
+            raise unsupported(f"{name} takes one argument", node)
+        a = self._num(node.this, name)
+        lo, hi = a.interval or UNBOUNDED
+        if name == "ABS":
+            iv = (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
+        elif name == "SIGN":
+            iv = (-1.0, 1.0)
+        else:  # FLOOR and CEIL move a value by less than one
+            iv = (lo - 1, hi + 1)
+        return Typed(exp.Anonymous(this=name, expressions=[as_double(a.sql)]), NUM, iv)
+
+    def _round(self, node: exp.Round) -> Typed:
+        a = self._num(node.this, "ROUND")
+        digits = node.args.get("decimals")
+        args = [as_double(a.sql)]
+        d = 0
+        if digits is not None:
+            if not isinstance(digits, exp.Literal) or digits.is_string:
+                raise unsupported("ROUND's digits must be an integer literal", digits, "ROUND")
+            d = int(float(digits.this))
+            if not -15 <= d <= 15:
+                raise unsupported("ROUND's digits must be between -15 and 15", digits, "ROUND")
+            args.append(exp.Literal.number(d))
+        step = 10.0 ** (-d)
+        lo, hi = a.interval or UNBOUNDED
+        iv = (lo - step, hi + step)
+        return Typed(exp.Anonymous(this="ROUND", expressions=args), NUM, iv)
+
+    def _least_greatest(self, node: exp.Expression) -> Typed:
+        is_least = isinstance(node, exp.Least)
+        parts = [self.compile(node.this)] + [self.compile(e) for e in node.expressions]
+        types = {p.type for p in parts} - {NULL}
+        if len(types) > 1:
+            raise unsupported("LEAST/GREATEST need arguments of one type", node)
+        t = types.pop() if types else NULL
+        iv = None
+        if t == NUM:
+            ivs = [p.interval or UNBOUNDED for p in parts if p.type == NUM]
+            pick = min if is_least else max
+            iv = (pick(i[0] for i in ivs), pick(i[1] for i in ivs))
+        args = [as_double(p.sql) if t == NUM else p.sql for p in parts]
+        cls = exp.Least if is_least else exp.Greatest
+        return Typed(cls(this=args[0], expressions=args[1:]), t, iv)
+
+    def _coalesce(self, node: exp.Coalesce) -> Typed:
+        parts = [self.compile(node.this)] + [self.compile(e) for e in node.expressions]
+        types = {p.type for p in parts} - {NULL}
+        if len(types) > 1:
+            raise unsupported("COALESCE needs arguments of one type", node)
+        t = types.pop() if types else NULL
+        iv = _union([p for p in parts if p.type == NUM]) if t == NUM else None
+        args = [as_double(p.sql) if t == NUM and p.type == NUM else p.sql for p in parts]
+        return Typed(exp.Coalesce(this=args[0], expressions=args[1:]), t, iv)
+
+    # predicates
+    def _coerce_pair(self, a: Typed, b: Typed, node: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
+        if a.type == DATE and b.type == STR and isinstance(b.sql, exp.Literal):
+            return a.sql, self._date_literal(b.sql.this, node)
+        if b.type == DATE and a.type == STR and isinstance(a.sql, exp.Literal):
+            return self._date_literal(a.sql.this, node), b.sql
+        if NULL in (a.type, b.type) or a.type == b.type:
+            return a.sql, b.sql
+        if {a.type, b.type} == {ID, NUM} or {a.type, b.type} == {ID, STR}:
+            return a.sql, b.sql
+        raise unsupported(f"cannot compare a {a.type} value with a {b.type} value", node, "comparison")
+
+    def _date_literal(self, text: str, node: exp.Expression) -> exp.Expression:
+        try:
+            d = parse_date(text)
+        except ValueError:
+            line, col = position(node)
+            raise InvalidSQL(f"{text[:40]!r} is not an ISO date or timestamp", line=line, col=col) from None
+        return exp.Cast(this=exp.Literal.string(d.isoformat(sep=" ")), to=exp.DataType.build("TIMESTAMP"))
+
+    def _compare(self, node: exp.Binary) -> Typed:
+        a, b = self.compile(node.this), self.compile(node.expression)
+        left, right = self._coerce_pair(a, b, node)
+        return Typed(type(node)(this=left, expression=right), BOOL)
+
+    def _between(self, node: exp.Between) -> Typed:
+        a = self.compile(node.this)
+        lo, hi = self.compile(node.args["low"]), self.compile(node.args["high"])
+        x, l = self._coerce_pair(a, lo, node)
+        _, h = self._coerce_pair(a, hi, node)
+        return Typed(exp.Between(this=x, low=l, high=h), BOOL)
+
+    def _in(self, node: exp.In) -> Typed:
+        if node.args.get("query") is not None or node.args.get("unnest") is not None:
+            raise unsupported("subqueries are not supported", node, "subquery")
+        a = self.compile(node.this)
+        items = []
+        for e in node.expressions:
+            t = self.compile(e)
+            if not isinstance(t.sql, (exp.Literal, exp.Null, exp.Boolean, exp.Cast)) and t.type != NUM:
+                raise unsupported("IN takes a list of literals", e, "IN")
+            items.append(self._coerce_pair(a, t, node)[1])
+        if len(items) > 10_000:
+            raise unsupported("IN lists are limited to 10000 values", node, "IN")
+        return Typed(exp.In(this=a.sql, expressions=items), BOOL)
+
+    def _like(self, node: exp.Expression) -> Typed:
+        a = self.compile(node.this)
+        pattern = node.expression
+        if a.type not in (STR, NULL):
+            raise unsupported("LIKE needs a text value", node, "LIKE")
+        if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+            raise unsupported("LIKE's pattern must be a string literal", node, "LIKE")
+        p = self._literal(pattern)
+        if node.args.get("escape") is not None:
+            raise unsupported("LIKE ... ESCAPE is not supported", node, "LIKE ESCAPE")
+        return Typed(type(node)(this=a.sql, expression=p.sql), BOOL)
+
+    def _is(self, node: exp.Is) -> Typed:
+        a = self.compile(node.this)
+        if not isinstance(node.expression, (exp.Null, exp.Boolean)):
+            raise unsupported("IS takes NULL, TRUE or FALSE", node, "IS")
+        rhs = exp.Null() if isinstance(node.expression, exp.Null) else exp.Boolean(this=bool(node.expression.this))
+        return Typed(exp.Is(this=a.sql, expression=rhs), BOOL)
+
+    def _bool_op(self, node: exp.Expression) -> Typed:
+        parts = [self.compile(node.this)]
+        if isinstance(node, (exp.And, exp.Or)):
+            parts.append(self.compile(node.expression))
+        for p in parts:
+            if p.type not in (BOOL, NULL):
+                raise unsupported(f"{type(node).__name__.upper()} needs true/false operands", node)
+        if isinstance(node, exp.Not):
+            return Typed(exp.Not(this=parts[0].sql), BOOL)
+        return Typed(type(node)(this=parts[0].sql, expression=parts[1].sql), BOOL)
+
+    # conditionals
+    def _case(self, node: exp.Case) -> Typed:
+        if node.this is not None:  # CASE x WHEN v THEN ... — rewrite to searched form
+            subject = node.this
+            ifs = [exp.If(this=exp.EQ(this=subject.copy(), expression=i.this), true=i.args["true"]) for i in node.args["ifs"]]
+        else:
+            ifs = node.args["ifs"]
+        branches = []
+        results = []
+        for i in ifs:
+            cond = self.compile(i.this)
+            if cond.type not in (BOOL, NULL):
+                raise unsupported("CASE WHEN needs a true/false condition", i.this, "CASE")
+            val = self.compile(i.args["true"])
+            branches.append((cond.sql, val))
+            results.append(val)
+        default = node.args.get("default")
+        dval = self.compile(default) if default is not None else Typed(exp.Null(), NULL, domain=(None,))
+        results.append(dval)
+        return self._conditional(node, branches, dval, results)
+
+    def _if(self, node: exp.If) -> Typed:
+        cond = self.compile(node.this)
+        if cond.type not in (BOOL, NULL):
+            raise unsupported("IF needs a true/false condition", node.this, "IF")
+        val = self.compile(node.args["true"])
+        f = node.args.get("false")
+        dval = self.compile(f) if f is not None else Typed(exp.Null(), NULL, domain=(None,))
+        return self._conditional(node, [(cond.sql, val)], dval, [val, dval])
+
+    def _conditional(self, node, branches, dval: Typed, results: list[Typed]) -> Typed:
+        types = {r.type for r in results} - {NULL}
+        if len(types) > 1:
+            raise unsupported("CASE branches must have one type", node, "CASE")
+        t = types.pop() if types else NULL
+        iv = _union([r for r in results if r.type == NUM]) if t == NUM else None
+        domain = None
+        if all(r.domain is not None and isinstance(r.sql, (exp.Literal, exp.Null, exp.Boolean)) for r in results):
+            seen: dict = {}
+            for r in results:
+                for v in r.domain:  # type: ignore[union-attr]
+                    seen.setdefault(v, None)
+            domain = tuple(seen)
+
+        def cast(r: Typed) -> exp.Expression:
+            return as_double(r.sql) if t == NUM and r.type == NUM else r.sql
+
+        ifs = [exp.If(this=c, true=cast(v)) for c, v in branches]
+        return Typed(exp.Case(ifs=ifs, default=cast(dval)), t, iv, domain)
+
+    def _cast(self, node: exp.Cast) -> Typed:
+        to = node.args["to"]
+        name = to.this.name if isinstance(to.this, type(to.this)) and hasattr(to.this, "name") else str(to)
+        target = to.sql(dialect="duckdb").split("(")[0].upper()
+        t = CAST_TARGETS.get(target)
+        if t is None:
+            raise unsupported(f"casts to {target} are not supported", node, "CAST")
+        a = self.compile(node.this)
+        iv = (a.interval or UNBOUNDED) if t == NUM else None
+        if iv is not None and target in ("INT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT"):
+            iv = (math.floor(iv[0]), math.ceil(iv[1]))
+        del name
+        return Typed(exp.TryCast(this=a.sql, to=exp.DataType.build(target)), t, iv)
+
+    # dates
+    def _part(self, part: str, arg: exp.Expression, node: exp.Expression) -> Typed:
+        part = part.upper()
+        if part not in DATE_PARTS:
+            raise unsupported(f"date part {part} is not supported", node, "date part")
+        a = self.compile(arg)
+        if a.type != DATE:
+            raise unsupported(f"{part} needs a date value", node, "date part")
+        rng = DATE_PARTS[part]
+        domain = None
+        if rng is None and a.column is not None:
+            b = self._date_bounds(a)
+            if b is not None:
+                rng = (b[0].year, b[1].year)
+        if rng is not None and rng[1] - rng[0] < 10_000:
+            domain = tuple(range(rng[0], rng[1] + 1)) + ((None,) if self._nullable(a) else ())
+        iv = (float(rng[0]), float(rng[1])) if rng is not None else None
+        sql = exp.Extract(this=exp.var(part), expression=a.sql)
+        return Typed(sql, NUM, iv, domain, integer=True)
+
+    def _date_bounds(self, a: Typed) -> tuple[dt.datetime, dt.datetime] | None:
+        ref = self._ref_of(a)
+        return None if ref is None else ref.meta.date_bounds
+
+    def _nullable(self, a: Typed) -> bool:
+        ref = self._ref_of(a)
+        return True if ref is None else ref.meta.nullable
+
+    def _ref_of(self, a: Typed) -> ColumnRef | None:
+        if a.column is None:
+            return None
+        alias, name = a.column
+        return self.resolve(exp.column(name, table=alias))
+
+    def _extract(self, node: exp.Extract) -> Typed:
+        return self._part(node.this.name, node.expression, node)
+
+    def _part_func(self, node: exp.Expression) -> Typed:
+        return self._part(PART_FUNCS[type(node)], node.this, node)
+
+    def _anonymous(self, node: exp.Anonymous) -> Typed:
+        name = str(node.this).upper()
+        if name in ("DATE_PART", "DATEPART") and len(node.expressions) == 2:
+            p = node.expressions[0]
+            if isinstance(p, exp.Literal) and p.is_string:
+                return self._part(p.this, node.expressions[1], node)
+        if name in DATE_PARTS and len(node.expressions) == 1:
+            return self._part(name, node.expressions[0], node)
+        raise unsupported(f"function {name} is not supported", node, f"function {name}")
+
+    def _str_func(self, node: exp.Expression) -> Typed:
+        a = self.compile(node.this)
+        if a.type not in (STR, NULL):
+            raise unsupported(f"{STR_FUNCS[type(node)]} needs a text value", node)
+        return Typed(type(node)(this=a.sql), STR)
+
+    def _length(self, node: exp.Length) -> Typed:
+        a = self.compile(node.this)
+        if a.type not in (STR, NULL):
+            raise unsupported("LENGTH needs a text value", node)
+        return Typed(exp.Length(this=a.sql), NUM, (0.0, INF))
+
+
+def _union(parts: list[Typed]) -> Interval:
+    ivs = [p.interval or UNBOUNDED for p in parts]
+    return (min(i[0] for i in ivs), max(i[1] for i in ivs)) if ivs else UNBOUNDED
+
+
+_HANDLERS: dict[type, Callable[[ScalarCompiler, exp.Expression], Typed]] = {
+    exp.Column: ScalarCompiler._column,
+    exp.Literal: ScalarCompiler._literal,
+    exp.Boolean: ScalarCompiler._boolean,
+    exp.Null: ScalarCompiler._null,
+    exp.Paren: ScalarCompiler._paren,
+    exp.Add: ScalarCompiler._binary,
+    exp.Sub: ScalarCompiler._binary,
+    exp.Mul: ScalarCompiler._binary,
+    exp.Div: ScalarCompiler._binary,
+    exp.Mod: ScalarCompiler._binary,
+    exp.Neg: ScalarCompiler._neg,
+    exp.Round: ScalarCompiler._round,
+    exp.Least: ScalarCompiler._least_greatest,
+    exp.Greatest: ScalarCompiler._least_greatest,
+    exp.Coalesce: ScalarCompiler._coalesce,
+    exp.EQ: ScalarCompiler._compare,
+    exp.NEQ: ScalarCompiler._compare,
+    exp.GT: ScalarCompiler._compare,
+    exp.GTE: ScalarCompiler._compare,
+    exp.LT: ScalarCompiler._compare,
+    exp.LTE: ScalarCompiler._compare,
+    exp.Between: ScalarCompiler._between,
+    exp.In: ScalarCompiler._in,
+    exp.Like: ScalarCompiler._like,
+    exp.ILike: ScalarCompiler._like,
+    exp.Is: ScalarCompiler._is,
+    exp.And: ScalarCompiler._bool_op,
+    exp.Or: ScalarCompiler._bool_op,
+    exp.Not: ScalarCompiler._bool_op,
+    exp.Case: ScalarCompiler._case,
+    exp.If: ScalarCompiler._if,
+    exp.Cast: ScalarCompiler._cast,
+    exp.TryCast: ScalarCompiler._cast,
+    exp.Extract: ScalarCompiler._extract,
+    exp.Anonymous: ScalarCompiler._anonymous,
+    exp.Length: ScalarCompiler._length,
+}
+for _cls in UNARY_NUM:
+    _HANDLERS[_cls] = ScalarCompiler._unary_func
+for _cls in PART_FUNCS:
+    _HANDLERS[_cls] = ScalarCompiler._part_func
+for _cls in STR_FUNCS:
+    _HANDLERS[_cls] = ScalarCompiler._str_func

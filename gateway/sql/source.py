@@ -1,0 +1,207 @@
+"""Pass 2: resolve FROM and JOIN against the catalog, and say how many rows one unit can contribute.
+
+A `Source` knows the relations the engine holds for each table (the bounded form materialised at
+registration, or the raw one for per-query bounding), renders the FROM clause of the rewritten query,
+and turns a column of the caller's query into the engine's column. Joins are allowed only on the
+privacy unit, so that the joined rows of a unit depend on that unit's rows alone (a stable
+transformation); when both sides have more than one row per unit the joined rows are cut again to
+max(k1, k2) per unit with the same keyed-hash ranking.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlglot import exp
+
+from gateway.catalog import DatasetMeta, TableMeta
+from gateway.errors import UnknownColumn, UnknownTable
+from gateway.sql.parse import position, unsupported
+from gateway.sql.scalar import ColumnRef
+
+ROW_ID = "_dpgate_row"
+
+
+class Relations(Protocol):
+    """What the planner needs from an engine: the names of a table's relations and the hash key."""
+
+    def relation(self, dataset: str, table: str, *, bounded: bool) -> str: ...
+
+    def hash_key(self) -> exp.Expression: ...
+
+
+@dataclass(frozen=True)
+class TableUse:
+    alias: str
+    name: str
+    meta: TableMeta
+
+
+def _q(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def _rank(key: exp.Expression, unit: exp.Expression, rows: list[exp.Expression]) -> exp.Expression:
+    order = exp.Anonymous(this="hash", expressions=[key, *rows])
+    return exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[unit],
+        order=exp.Order(expressions=[exp.Ordered(this=order)]),
+    )
+
+
+class Source:
+    def __init__(self, dataset: DatasetMeta, select: exp.Select, relations: Relations) -> None:
+        self.dataset = dataset
+        self.relations = relations
+        from_ = select.args.get("from_") or select.args.get("from")
+        if from_ is None:
+            raise unsupported("a query reads from a table of the dataset", select, "SELECT without FROM")
+        joins = select.args.get("joins") or []
+        if len(joins) > 1:
+            raise unsupported("at most one JOIN per query", joins[1], "JOIN")
+        self.tables = [self._table(from_.this)]
+        self.join: exp.Join | None = None
+        if joins:
+            self.join = joins[0]
+            self.tables.append(self._table(self.join.this))
+            if self.tables[0].alias.lower() == self.tables[1].alias.lower():
+                raise unsupported("the two tables of a JOIN need distinct aliases", self.join, "JOIN")
+        ks = [t.meta.max_rows_per_unit for t in self.tables]
+        self.rebound = len(ks) == 2 and min(ks) > 1  # joined rows per unit k1*k2 > max(k1, k2)
+        if self.join is not None:
+            self._check_join(self.join)
+        publics = {t.meta.public for t in self.tables}
+        if len(publics) > 1:
+            raise unsupported("a public table cannot be joined with a private one", self.join, "JOIN")
+        self.public = publics == {True}
+        self.per_query = len(ks) == 1 and self.tables[0].meta.bounding == "per_query" and not self.public
+        self.max_rows = 1 if self.public else (max(ks) if len(ks) == 2 else ks[0])
+
+    # resolution
+    def _table(self, node: exp.Expression) -> TableUse:
+        if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
+            raise unsupported("read from tables of the dataset only (no subqueries or table functions)", node, "FROM")
+        if node.args.get("db") or node.args.get("catalog"):
+            line, col = position(node)
+            raise UnknownTable("qualified table names are not supported; name a table of the dataset", line=line, col=col)
+        found = self.dataset.table(node.name)
+        if found is None:
+            line, col = position(node)
+            raise UnknownTable(
+                f"unknown table {node.name!r} in dataset {self.dataset.name!r}", construct=node.name, line=line, col=col
+            )
+        name, meta = found
+        alias = node.alias or name
+        return TableUse(alias, name, meta)
+
+    def _check_join(self, join: exp.Join) -> None:
+        side = (join.side or "").upper()
+        kind = (join.kind or "").upper()
+        if kind not in ("", "INNER") or side not in ("", "LEFT"):
+            raise unsupported("only INNER and LEFT joins on the privacy unit", join, f"{side or kind} JOIN".strip())
+        unit = self.dataset.privacy_unit
+        if unit is None:
+            raise unsupported("joins need a privacy unit; this dataset is row-level", join, "JOIN")
+        using = join.args.get("using")
+        if using:
+            names = [u.name.lower() for u in using]
+            if names != [unit.lower()]:
+                raise unsupported(f"joins are allowed on the privacy unit {unit} only", join, "JOIN")
+            return
+        on = join.args.get("on")
+        if not isinstance(on, exp.EQ):
+            raise unsupported(f"joins are allowed on the privacy unit {unit} only: ON a.{unit} = b.{unit}", join, "JOIN")
+        sides = []
+        for c in (on.this, on.expression):
+            if not isinstance(c, exp.Column):
+                raise unsupported(f"joins are allowed on the privacy unit {unit} only", join, "JOIN")
+            ref = self.resolve(c)
+            sides.append(ref)
+        if not all(r.is_unit for r in sides) or sides[0].alias == sides[1].alias:
+            raise unsupported(f"joins are allowed on the privacy unit {unit} only: ON a.{unit} = b.{unit}", join, "JOIN")
+
+    def resolve(self, node: exp.Column) -> ColumnRef:
+        if node.args.get("db") or node.args.get("catalog"):
+            raise unsupported("qualified column names are limited to table.column", node, "column")
+        if isinstance(node.this, exp.Star):
+            raise unsupported("SELECT * would release rows; select aggregates", node, "*")
+        name = node.name
+        qualifier = node.table
+        candidates = []
+        for use in self.tables:
+            if qualifier and qualifier.lower() != use.alias.lower():
+                continue
+            col = use.meta.column_name(name)
+            if col is not None:
+                candidates.append((use, col))
+        line, col_pos = position(node)
+        if qualifier and not any(qualifier.lower() == u.alias.lower() for u in self.tables):
+            raise UnknownTable(f"unknown table or alias {qualifier!r}", construct=qualifier, line=line, col=col_pos)
+        if not candidates:
+            raise UnknownColumn(f"unknown column {name!r}", construct=name, line=line, col=col_pos)
+        unit = self.dataset.privacy_unit
+        if len(candidates) > 1 and not (unit and candidates[0][1].lower() == unit.lower()):
+            raise unsupported(f"column {name!r} is ambiguous; qualify it with a table alias", node, "column")
+        use, col_name = candidates[0]
+        return ColumnRef(
+            alias=use.alias,
+            name=col_name,
+            meta=use.meta.columns[col_name],
+            sql=self.column_sql(use.alias, col_name),
+            is_unit=unit is not None and col_name.lower() == unit.lower() and not use.meta.public,
+        )
+
+    # rendering
+    def column_sql(self, alias: str, name: str) -> exp.Expression:
+        if self.rebound:
+            return exp.Column(this=_q(f"{alias}__{name}"), table=_q("_j"))
+        return exp.Column(this=_q(name), table=_q(alias))
+
+    def _relation(self, use: TableUse, *, bounded: bool) -> exp.Table:
+        rel = self.relations.relation(self.dataset.name, use.name, bounded=bounded)
+        return exp.Table(this=_q(rel), alias=exp.TableAlias(this=_q(use.alias)))
+
+    def _unit(self, use: TableUse) -> exp.Expression:
+        assert self.dataset.privacy_unit is not None
+        return exp.Column(this=_q(use.meta.column_name(self.dataset.privacy_unit) or ""), table=_q(use.alias))
+
+    def render(self, select: exp.Select, where: exp.Expression | None) -> exp.Select:
+        """Attach FROM (and the WHERE, placed where the bounding needs it) to `select`."""
+        key = self.relations.hash_key()
+        if self.per_query:
+            use = self.tables[0]
+            unit = self.dataset.privacy_unit
+            inner = exp.select(exp.Column(this=exp.Star(), table=_q(use.alias))).from_(
+                self._relation(use, bounded=False)
+            )
+            if where is not None:
+                inner = inner.where(where)
+            rank = _rank(key, self._unit(use), [exp.Column(this=_q(ROW_ID), table=_q(use.alias))]) if unit else None
+            if rank is not None:
+                inner = inner.qualify(exp.LTE(this=rank, expression=exp.Literal.number(use.meta.max_rows_per_unit)))
+            return select.from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=_q(use.alias))))
+        if self.rebound:
+            a, b = self.tables
+            cols = [
+                exp.alias_(exp.Column(this=_q(c), table=_q(t.alias)), f"{t.alias}__{c}", quoted=True)
+                for t in (a, b)
+                for c in t.meta.columns
+            ]
+            inner = exp.select(*cols).from_(self._relation(a, bounded=True))
+            inner = inner.join(self._join_clause(b))
+            rows = [exp.Column(this=_q(ROW_ID), table=_q(t.alias)) for t in (a, b)]
+            rank = _rank(key, self._unit(a), rows)
+            inner = inner.qualify(exp.LTE(this=rank, expression=exp.Literal.number(self.max_rows)))
+            out = select.from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=_q("_j"))))
+            return out.where(where) if where is not None else out
+        out = select.from_(self._relation(self.tables[0], bounded=not self.public))
+        if len(self.tables) == 2:
+            out = out.join(self._join_clause(self.tables[1]))
+        return out.where(where) if where is not None else out
+
+    def _join_clause(self, use: TableUse) -> exp.Join:
+        assert self.join is not None
+        on = exp.EQ(this=self._unit(self.tables[0]), expression=self._unit(use))
+        side = (self.join.side or "").upper() or None
+        return exp.Join(this=self._relation(use, bounded=not self.public), on=on, side=side)
