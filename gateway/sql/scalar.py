@@ -412,7 +412,6 @@ class ScalarCompiler:
 
     def _cast(self, node: exp.Cast) -> Typed:
         to = node.args["to"]
-        name = to.this.name if isinstance(to.this, type(to.this)) and hasattr(to.this, "name") else str(to)
         target = to.sql(dialect="duckdb").split("(")[0].upper()
         t = CAST_TARGETS.get(target)
         if t is None:
@@ -420,8 +419,7 @@ class ScalarCompiler:
         a = self.compile(node.this)
         iv = (a.interval or UNBOUNDED) if t == NUM else None
         if iv is not None and target in ("INT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT"):
-            iv = (math.floor(iv[0]), math.ceil(iv[1]))
-        del name
+            iv = (iv[0] - 1, iv[1] + 1)  # rounding to an integer moves a value by less than one
         return Typed(exp.TryCast(this=a.sql, to=exp.DataType.build(target)), t, iv)
 
     # dates

@@ -1,0 +1,68 @@
+"""The one settings object: config.toml, then DPGATE_* environment variables. Unknown keys are refused."""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
+
+
+class DemoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    transactions_rows: int = Field(default=1_000_000, ge=1_000, le=100_000_000)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DPGATE_", extra="forbid", env_nested_delimiter="__")
+
+    data_dir: Path = Path("data")
+    engine: Literal["duckdb"] = "duckdb"
+    engine_threads: int | None = None
+    demo: DemoSettings = DemoSettings()
+    datasets: list[dict[str, Any]] = []
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_path()))
+
+    @property
+    def engine_path(self) -> Path:
+        return self.data_dir / "engine.duckdb"
+
+    def secret_seed(self) -> str:
+        """The key of the bounding hash: random once per data directory, kept beside the engine file."""
+        path = self.data_dir / "bounding.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+_CONFIG_OVERRIDE: list[Path] = []
+
+
+def _config_path() -> Path:
+    return _CONFIG_OVERRIDE[-1] if _CONFIG_OVERRIDE else DEFAULT_CONFIG
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from `config` (default: the repository's config.toml), environment, then `overrides`."""
+    _CONFIG_OVERRIDE.append(config or DEFAULT_CONFIG)
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_OVERRIDE.pop()
