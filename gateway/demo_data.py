@@ -16,7 +16,6 @@ Everything here is seeded and deterministic; nothing draws from global random st
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
 import uuid
@@ -229,7 +228,7 @@ def generate_transactions(rows: int = 1_000_000, *, customers: int | None = None
 
     # Cards with more use are more exposed to compromise (but less than proportionally).
     exposure = np.sqrt(activity)
-    burst_cust = rng.choice(n_cust, size=n_bursts, p=exposure / exposure.sum()) if n_bursts else sizes
+    burst_cust = rng.choice(n_cust, size=n_bursts, p=exposure / exposure.sum())
     burst_night = rng.random(n_bursts) < _FRAUD_NIGHT_START
     burst_hour = np.where(burst_night, rng.integers(0, 5, n_bursts), rng.integers(0, 24, n_bursts))
     burst_day = rng.integers(0, 363, n_bursts)  # leaves room for the burst to end within the year
@@ -613,7 +612,9 @@ def demo_datasets(
     ]
 
 
-def _per_customer_percentiles(table: pa.Table, qs: tuple[float, ...] = (50, 90, 95, 99, 100)) -> dict[float, float]:
+def _per_customer_percentiles(
+    table: pa.Table, qs: tuple[float, ...] = (50, 90, 95, 99, 100)
+) -> dict[float, float]:
     """Percentiles of the number of rows per customer (over customers with at least one row)."""
     counts = np.bincount(table.column("customer_id").to_numpy())
     counts = counts[counts > 0]
