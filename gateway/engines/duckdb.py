@@ -1,8 +1,9 @@
 """The embedded engine: a DuckDB file under the data directory.
 
 Registration loads a table's source (CSV, Parquet, or a table already in the engine) with its declared
-types, numbers each row (`_dpgate_row`), and materialises the bounded form: each unit's rows ranked by a
-keyed hash of (secret seed, row) and cut at `max_rows_per_unit`. Adding or removing a unit changes only
+types, gives each row an identity (`_dpgate_row`, a keyed hash of the secret seed and the row's content)
+and materialises the bounded form: each unit's rows ranked by that hash (ties, which only identical rows
+can have, broken by content) and cut at `max_rows_per_unit`. Adding or removing a unit changes only
 that unit's kept rows (a stable transformation), so queries on the bounded form have the sensitivity the
 planner states, at the exact engine's speed. Where no unit exceeds the bound, the bounded form is a view.
 """
@@ -119,7 +120,13 @@ class DuckDBEngine:
                 selects.append(f"CAST({_q(actual)} AS VARCHAR) AS {_q(col)}")
             else:
                 selects.append(f"CAST({_q(actual)} AS {SQL_TYPES[meta.type]}) AS {_q(col)}")
-        sql = f"CREATE OR REPLACE TABLE {_q(src_rel)} AS SELECT {', '.join(selects)}, row_number() OVER () AS {ROW_ID} FROM {reader}"
+        # A row's identity is a keyed hash of its content, not its position: adding a unit's rows
+        # anywhere in the source must not change which rows of the other units are kept.
+        content = ", ".join(_q(present[c.lower()]) for c in table.columns)
+        sql = (
+            f"CREATE OR REPLACE TABLE {_q(src_rel)} AS SELECT {', '.join(selects)}, "
+            f"hash({_lit(self._seed)}, {content}) AS {ROW_ID} FROM {reader}"
+        )
         with self._lock:
             try:
                 self._con.execute("BEGIN")
@@ -167,7 +174,7 @@ class DuckDBEngine:
             return
         self._con.execute(
             f"CREATE TABLE {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)} "
-            f"QUALIFY row_number() OVER (PARTITION BY {u} ORDER BY hash({_lit(self._seed)}, {ROW_ID})) <= {int(k)}"
+            f"QUALIFY row_number() OVER (PARTITION BY {u} ORDER BY {ROW_ID}, {', '.join(_q(c) for c in table.columns)}) <= {int(k)}"
         )
 
     def _reader(self, table: TableMeta) -> str:
