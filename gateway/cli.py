@@ -46,7 +46,7 @@ def _gateway(config: Optional[Path], rows: Optional[int] = None):  # type: ignor
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     return "NULL" if v is None else str(v)
 
 
