@@ -362,7 +362,7 @@ class _Build:
                 return "top_k", top, self._count_star()
             return "public", 0, None
         count_id = self._find_count_star()
-        return "threshold", 0, count_id if count_id is not None else self._count_star(hidden=True)
+        return "threshold", 0, count_id if count_id is not None else self._count_star()
 
     def _top_k_pattern(self, tree: exp.Select, limit: int | None, offset: int | None) -> int | None:
         """GROUP BY key ORDER BY COUNT(*) DESC LIMIT k: the k most frequent by report-noisy-max."""
@@ -389,7 +389,7 @@ class _Build:
     def _find_count_star(self) -> str | None:
         return self.measure_keys.get("count:*")
 
-    def _count_star(self, hidden: bool = False) -> str:
+    def _count_star(self) -> str:
         return self._measure("count:*", "count", exp.Count(this=exp.Star()), self.k, True)
 
     # aggregates
@@ -410,7 +410,6 @@ class _Build:
             except Exception:
                 return aliases[node.name.lower()].copy(), None
         if isinstance(node, exp.Column):
-            line, col = position(node)
             raise unsupported(
                 f"column {node.name!r} must be inside an aggregate or in GROUP BY (row-level values are never released)",
                 node,
@@ -418,20 +417,14 @@ class _Build:
             )
         # an expression over aggregates/keys: rewrite children, then validate the result as a scalar
         copy = node.copy()
-        replaced: dict[str, Typed] = {}
         for child in list(copy.iter_expressions()):
             new, _ = self._post_expr(child, aliases)
             child.replace(new)
-        for c in copy.find_all(exp.Column):
-            replaced[c.name] = Typed(c, NUM)
 
         def resolve(c: exp.Column) -> ColumnRef:
             kid = c.name
             if kid.startswith("_k") and kid[2:].isdigit():
-                key = self.keys[int(kid[2:])]
-                meta = _post_meta(key.type)
-            elif kid.startswith("_a") and kid[2:].isdigit():
-                meta = _post_meta(NUM)
+                meta = _post_meta(self.keys[int(kid[2:])].type)
             else:
                 meta = _post_meta(NUM)
             return ColumnRef(alias="noisy", name=kid, meta=meta, sql=exp.column(kid, quoted=True), is_unit=False)
