@@ -1,19 +1,21 @@
-"""The `dpgate` command line."""
+"""The `dpgate` command line: the server, the demo, and thin clients of the HTTP API."""
 from __future__ import annotations
 
+import json
 import runpy
+import secrets
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gateway.errors import DpgateError
-
 app = typer.Typer(help="dpgate: differentially private SQL over financial data.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administer analysts, datasets, budgets (a client of the API).", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 console = Console()
 
 DEMO_QUERIES: list[tuple[str, str, float, float]] = [
@@ -22,9 +24,10 @@ DEMO_QUERIES: list[tuple[str, str, float, float]] = [
     ("cards", "SELECT student, COUNT(*) AS customers, AVG(balance) AS avg_balance FROM card_customers GROUP BY student", 1.0, 0.0),
     ("cards", "SELECT merchant_category, COUNT(*) AS n, SUM(amount) AS spend FROM transactions GROUP BY merchant_category ORDER BY n DESC", 1.0, 0.0),
     ("cards", "SELECT merchant_category FROM transactions WHERE is_fraud GROUP BY merchant_category ORDER BY COUNT(*) DESC LIMIT 3", 0.5, 0.0),
-    ("cards", "SELECT EXTRACT(hour FROM ts) AS hour, AVG(CASE WHEN is_fraud THEN 1 ELSE 0 END) AS fraud_rate FROM transactions GROUP BY 1 ORDER BY 1 LIMIT 6", 1.0, 0.0),
     ("cards", "SELECT c.student, AVG(t.amount) AS avg_amount FROM transactions t JOIN card_customers c ON t.customer_id = c.customer_id GROUP BY c.student", 1.0, 0.0),
 ]
+URL = Annotated[str, typer.Option("--url", envvar="DPGATE_URL", help="the gateway's address")]
+KEY = Annotated[Optional[str], typer.Option("--key", envvar="DPGATE_KEY", help="your API key")]
 
 
 def _settings(config: Optional[Path], **overrides: object):  # type: ignore[no-untyped-def]
@@ -33,45 +36,118 @@ def _settings(config: Optional[Path], **overrides: object):  # type: ignore[no-u
     return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _gateway(config: Optional[Path], rows: Optional[int] = None):  # type: ignore[no-untyped-def]
-    from gateway.core import Gateway
-
-    settings = _settings(config)
-    if rows is not None:
-        settings.demo.transactions_rows = rows
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as p:
-        p.add_task("loading and bounding the datasets (first run generates the demo data)…")
-        return Gateway.from_settings(settings)
-
-
 def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     return "NULL" if v is None else str(v)
 
 
-def print_answer(dataset: str, sql: str, answer) -> None:  # type: ignore[no-untyped-def]
-    table = Table(title=f"[bold]{dataset}[/]: {sql}", title_justify="left", show_lines=False)
-    for col in answer.columns:
-        acc = answer.accuracy[col]
-        ci = "exact" if acc.ci95 == 0 else ("±?" if acc.ci95 is None else f"±{_fmt(acc.ci95)}")
-        table.add_column(f"{col}\n[dim]{acc.mechanism} {ci}[/]", justify="right")
-    for row in answer.rows[:20]:
+def print_answer(dataset: str, sql: str, answer: dict[str, Any]) -> None:
+    table = Table(title=f"[bold]{dataset}[/]: {sql}", title_justify="left")
+    for col in answer["columns"]:
+        acc = answer["accuracy"][col]
+        ci = acc["ci95"]
+        ci_text = "exact" if ci == 0 else ("±?" if ci is None else f"±{_fmt(ci)}")
+        table.add_column(f"{col}\n[dim]{acc['mechanism']} {ci_text}[/]", justify="right")
+    for row in answer["rows"][:25]:
         table.add_row(*(_fmt(v) for v in row))
     console.print(table)
-    console.print(f"[dim]cost: ε={float(answer.cost.epsilon):g}, δ={float(answer.cost.delta):g}[/]\n")
+    cost, rem = answer["cost"], answer.get("remaining", {}).get("analyst")
+    left = f", remaining ε={rem['epsilon']:g}" if rem else ""
+    console.print(f"[dim]cost: ε={cost['epsilon']:g}, δ={cost['delta']:g}{left}{' (cached)' if answer.get('cached') else ''}[/]\n")
+
+
+def _build_app(settings):  # type: ignore[no-untyped-def]
+    from gateway.app import create_app
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as p:
+        p.add_task("loading and bounding the datasets (the first run generates the demo data)…")
+        return create_app(settings)
+
+
+def _serve(application, settings) -> None:  # type: ignore[no-untyped-def]
+    import waitress
+
+    console.print(f"[bold green]dpgate[/] serving on http://{settings.host}:{settings.port}  (docs: /docs, spec: /openapi.json)")
+    waitress.serve(application, host=settings.host, port=settings.port, threads=settings.threads, ident="dpgate", _quiet=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option()] = None,
+    port: Annotated[Optional[int], typer.Option()] = None,
+    threads: Annotated[Optional[int], typer.Option(help="worker threads sharing one engine and the ledger")] = None,
+    demo: Annotated[Optional[bool], typer.Option("--demo/--no-demo", help="also register the demo datasets")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="config.toml to use")] = None,
+) -> None:
+    """Run the gateway (a production WSGI server: waitress, one process, several threads)."""
+    settings = _settings(config, host=host, port=port, threads=threads)
+    if demo is not None:
+        settings.demo.enabled = demo
+    _serve(_build_app(settings), settings)
 
 
 @app.command()
 def demo(
     rows: Annotated[Optional[int], typer.Option(help="rows of the generated transactions table")] = None,
+    port: Annotated[Optional[int], typer.Option()] = None,
+    examples: Annotated[bool, typer.Option(help="answer example queries before serving")] = True,
+    serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="keep serving after the examples")] = True,
     config: Annotated[Optional[Path], typer.Option(help="config.toml to use")] = None,
 ) -> None:
-    """Load the demo data and answer a handful of example queries with their intervals and cost."""
-    gw = _gateway(config, rows)
-    console.print(f"[bold green]dpgate[/] demo datasets: {', '.join(gw.catalog.names())}\n")
-    for dataset, sql, eps, delta in DEMO_QUERIES:
-        print_answer(dataset, sql, gw.query(dataset, sql, epsilon=eps, delta=delta))
+    """Serve the demo data, with a new analyst (budget on every demo dataset) and a ready-to-paste curl."""
+    from gateway.service import QueryRequest
+
+    settings = _settings(config, port=port)
+    settings.demo.enabled = True
+    if rows is not None:
+        settings.demo.transactions_rows = rows
+    application = _build_app(settings)
+    ledger = application.extensions["dpgate"]["ledger"]
+    gateway = application.extensions["dpgate"]["gateway"]
+    suffix = secrets.token_hex(3)
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    if admin_key is None:
+        _, admin_key = ledger.create_analyst(f"demo-admin-{suffix}", role="admin", actor="demo")
+    name = f"demo-{suffix}"
+    _, key = ledger.create_analyst(name, actor="demo")
+    for dataset in gateway.catalog.names():
+        ledger.set_allocation(name, dataset, epsilon=5, delta="1e-6", actor="demo")
+    if examples:
+        service = application.extensions["dpgate"]["queries"]
+        for dataset, sql, eps, delta in DEMO_QUERIES:
+            print_answer(dataset, sql, service.query(name, QueryRequest(dataset, sql, eps, delta)))
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(f"analyst [bold]{name}[/] key (shown once): [bold]{key}[/]")
+    console.print(f"admin key (shown once): {admin_key}\n")
+    body = json.dumps({"dataset": "cards", "sql": "SELECT merchant_category, COUNT(*) AS n FROM transactions GROUP BY merchant_category", "epsilon": 0.5})
+    console.print("try:", soft_wrap=True)
+    console.print(f"curl -s {base}/v1/queries -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{body}'", soft_wrap=True, highlight=False)
+    console.print(f"curl -s {base}/v1/budget -H 'Authorization: Bearer {key}'\n", soft_wrap=True, highlight=False)
+    if serve_:
+        _serve(application, settings)
+
+
+def _client(url: str, key: Optional[str]):  # type: ignore[no-untyped-def]
+    from gateway.client import Client
+
+    if not key:
+        console.print("[red]an API key is needed: --key or DPGATE_KEY[/]")
+        raise typer.Exit(2)
+    return Client(url, key)
+
+
+def _call(fn, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
+    from gateway.client import ApiError
+
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as e:
+        console.print(f"[red]{e.status} {e.code}[/]: {e.problem.get('detail')}")
+        raise typer.Exit(1) from None
+    except OSError as e:
+        console.print(f"[red]cannot reach the gateway[/]: {e}")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -80,24 +156,60 @@ def query(
     dataset: Annotated[str, typer.Option("--dataset", "-d")] = "cards",
     epsilon: Annotated[float, typer.Option("--epsilon", "-e")] = 1.0,
     delta: Annotated[float, typer.Option("--delta")] = 0.0,
-    preview: Annotated[bool, typer.Option(help="show cost and expected intervals only; reads no data")] = False,
-    config: Annotated[Optional[Path], typer.Option()] = None,
+    request_id: Annotated[Optional[str], typer.Option("--request-id")] = None,
+    preview: Annotated[bool, typer.Option(help="cost and expected intervals only; free, reads no data")] = False,
+    url: URL = "http://127.0.0.1:8000",
+    key: KEY = None,
 ) -> None:
-    """Answer one query on a local dataset."""
-    gw = _gateway(config)
-    try:
-        if preview:
-            cost, acc = gw.preview(dataset, sql, epsilon=epsilon, delta=delta)
-            console.print({"cost": cost.to_json(), "accuracy": {k: v.to_json() for k, v in acc.items()}})
-            return
-        print_answer(dataset, sql, gw.query(dataset, sql, epsilon=epsilon, delta=delta))
-    except DpgateError as e:
-        console.print(f"[red]{e.code}[/]: {e.message}")
-        raise typer.Exit(2) from None
+    """Ask the gateway one query."""
+    client = _client(url, key)
+    if preview:
+        console.print_json(data=_call(client.preview, dataset, sql, epsilon=epsilon, delta=delta))
+        return
+    print_answer(dataset, sql, _call(client.query, dataset, sql, epsilon=epsilon, delta=delta, request_id=request_id))
+
+
+@app.command()
+def budget(url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+    """Your spent and remaining budget."""
+    console.print_json(data=_call(_client(url, key).budget))
+
+
+@admin_app.command("create-analyst")
+def admin_create_analyst(
+    name: str, role: Annotated[str, typer.Option()] = "analyst", organisation: Annotated[Optional[str], typer.Option()] = None,
+    url: URL = "http://127.0.0.1:8000", key: KEY = None,
+) -> None:
+    """Create an analyst; prints its key once."""
+    console.print_json(data=_call(_client(url, key).create_analyst, name, role=role, organisation=organisation))
+
+
+@admin_app.command("set-budget")
+def admin_set_budget(
+    analyst: str, dataset: str, epsilon: Annotated[float, typer.Option()], delta: Annotated[float, typer.Option()] = 0.0,
+    url: URL = "http://127.0.0.1:8000", key: KEY = None,
+) -> None:
+    """Set an analyst's allocation on a dataset."""
+    console.print_json(data=_call(_client(url, key).set_budget, analyst, dataset, epsilon=epsilon, delta=delta))
+
+
+@admin_app.command("register-dataset")
+def admin_register_dataset(path: Path, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+    """Register a dataset from a JSON file in the shape of DESIGN.md §4."""
+    console.print_json(data=_call(_client(url, key).register_dataset, json.loads(path.read_text())))
+
+
+@admin_app.command("ledger")
+def admin_ledger(
+    dataset: Annotated[Optional[str], typer.Option()] = None, analyst: Annotated[Optional[str], typer.Option()] = None,
+    limit: Annotated[int, typer.Option()] = 50, url: URL = "http://127.0.0.1:8000", key: KEY = None,
+) -> None:
+    """The ledger's entries, newest first."""
+    console.print_json(data=_call(_client(url, key).ledger, dataset=dataset, analyst=analyst, limit=limit))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench(ctx: typer.Context, name: Annotated[str, typer.Argument(help="which benchmark: queries")] = "queries") -> None:
+def bench(ctx: typer.Context, name: Annotated[str, typer.Argument(help="which benchmark: queries, service")] = "queries") -> None:
     """Run a benchmark from bench/ (extra options are passed on)."""
     script = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
     if not script.exists():

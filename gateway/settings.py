@@ -5,7 +5,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     engine_threads: int | None = None
     demo: DemoSettings = DemoSettings()
     datasets: list[dict[str, Any]] = []
+    ledger_url: str | None = None  # default: a SQLite file in the data directory
+    admin_key: SecretStr | None = None  # DPGATE_ADMIN_KEY bootstraps the first administrator
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    threads: int = Field(default=8, ge=1, le=256)
+    log_level: str = "info"
 
     @classmethod
     def settings_customise_sources(
@@ -41,6 +47,10 @@ class Settings(BaseSettings):
     @property
     def engine_path(self) -> Path:
         return self.data_dir / "engine.duckdb"
+
+    @property
+    def ledger(self) -> str:
+        return self.ledger_url or f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
 
     def secret_seed(self) -> str:
         """The key of the bounding hash: random once per data directory, kept beside the engine file."""

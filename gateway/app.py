@@ -1,0 +1,165 @@
+"""The Flask app factory: wires settings, the core, the ledger and the HTTP handlers.
+
+The HTTP layer is thin: it validates bodies (pydantic, through apiflask, which also writes the OpenAPI
+spec), authenticates the bearer key, calls one core function and serialises the result. Core errors map
+to RFC 9457 problem+json with a stable `code` in one place (`problems`).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apiflask import APIFlask, HTTPTokenAuth
+from flask import Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from budget.ledger import Ledger
+from gateway.core import Gateway
+from gateway.problems import install_problem_handlers
+from gateway.service import QueryService
+from gateway.settings import Settings, load_settings
+
+log = structlog.get_logger("dpgate")
+
+
+def configure_logging(level: str = "info") -> None:
+    """JSON lines on stderr. Handlers log paths, statuses, callers and timings: never bodies or values."""
+    import logging
+    import sys
+
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dpgate_http_requests_total", "HTTP requests", ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("dpgate_http_request_seconds", "HTTP latency", ["endpoint"], registry=self.registry)
+        self.charged = Counter("dpgate_epsilon_charged_total", "ε charged", ["dataset"], registry=self.registry)
+
+
+def _dataset_store(settings: Settings) -> Path:
+    return settings.data_dir / "datasets"
+
+
+def load_registered(gateway: Gateway, ledger: Ledger, settings: Settings) -> None:
+    """Datasets from the config, the demo and earlier `POST /v1/admin/datasets`, with their totals."""
+    store = _dataset_store(settings)
+    if store.exists():
+        for path in sorted(store.glob("*.json")):
+            gateway.register(json.loads(path.read_text()))
+    for meta in gateway.catalog:
+        ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta), actor="config")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    gateway: Gateway | None = None,
+    ledger: Ledger | None = None,
+) -> APIFlask:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = APIFlask("dpgate", title="dpgate", version="0.1.0", docs_path="/docs", spec_path="/openapi.json")
+    app.config.update(
+        VALIDATION_ERROR_STATUS_CODE=400,
+        AUTH_ERROR_STATUS_CODE=401,
+        SECURITY_SCHEMES={"BearerAuth": {"type": "http", "scheme": "bearer"}},
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=1_000_000,
+        DOCS_FAVICON=None,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if ledger is None:
+        ledger = Ledger(settings.ledger)
+        ledger.migrate()
+        ledger.recover()
+    if settings.admin_key is not None:
+        ledger.ensure_admin_key(settings.admin_key.get_secret_value())
+    if gateway is None:
+        gateway = Gateway.from_settings(settings)
+    load_registered(gateway, ledger, settings)
+
+    app.extensions["dpgate"] = {
+        "settings": settings,
+        "gateway": gateway,
+        "ledger": ledger,
+        "queries": QueryService(gateway, ledger),
+        "metrics": Metrics(),
+    }
+    install_problem_handlers(app)
+    _install_request_hooks(app)
+
+    from gateway.http import admin, analyst, health
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(analyst.bp)
+    app.register_blueprint(admin.bp)
+    return app
+
+
+def ext(name: str) -> Any:
+    return current_app.extensions["dpgate"][name]
+
+
+def _install_request_hooks(app: APIFlask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics: Metrics = app.extensions["dpgate"]["metrics"]
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(elapsed)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        # Never log bodies or answers: the path, status, caller and timing only.
+        log.info(
+            "request",
+            method=request.method,
+            path=endpoint,
+            status=response.status_code,
+            analyst=getattr(g.get("analyst"), "name", None),
+            ms=round(elapsed * 1000, 2),
+            request_id=g.get("request_id"),
+        )
+        return response
+
+
+def metrics_text() -> tuple[bytes, int, dict[str, str]]:
+    metrics: Metrics = ext("metrics")
+    return generate_latest(metrics.registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+
+
+auth = HTTPTokenAuth(scheme="Bearer", security_scheme_name="BearerAuth")
+
+
+@auth.verify_token
+def _verify(token: str) -> Any:
+    if not token or len(token) > 256:
+        return None
+    analyst = ext("ledger").authenticate(token)
+    if analyst is not None:
+        g.analyst = analyst
+    return analyst
+
+
+@auth.get_user_roles
+def _roles(user: Any) -> list[str]:
+    return [user.role]

@@ -1,0 +1,80 @@
+"""A small Python client of the dpgate HTTP API."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class ApiError(Exception):
+    """A problem+json answer from the gateway."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status} {problem.get('code')}: {problem.get('detail')}")
+        self.status = status
+        self.problem = problem
+        self.code = problem.get("code")
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", key: str | None = None, *, timeout: float = 120) -> None:
+        self.url = url.rstrip("/")
+        self.key = key
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        url = self.url + path
+        if params:
+            from urllib.parse import urlencode
+
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.key:
+            req.add_header("Authorization", f"Bearer {self.key}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                problem = json.loads(raw)
+            except ValueError:
+                problem = {"code": "http_error", "detail": raw[:200].decode(errors="replace")}
+            raise ApiError(e.code, problem) from None
+
+    # analyst
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/datasets")["datasets"]
+
+    def query(self, dataset: str, sql: str, *, epsilon: float, delta: float = 0.0, request_id: str | None = None) -> dict[str, Any]:
+        body = {"dataset": dataset, "sql": sql, "epsilon": epsilon, "delta": delta}
+        if request_id is not None:
+            body["request_id"] = request_id
+        return self.request("POST", "/v1/queries", body)
+
+    def preview(self, dataset: str, sql: str, *, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
+        return self.request("POST", "/v1/queries/preview", {"dataset": dataset, "sql": sql, "epsilon": epsilon, "delta": delta})
+
+    def budget(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/budget")["budgets"]
+
+    # admin
+    def create_analyst(self, name: str, *, role: str = "analyst", organisation: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "role": role}
+        if organisation:
+            body["organisation"] = organisation
+        return self.request("POST", "/v1/admin/analysts", body)
+
+    def register_dataset(self, meta: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/v1/admin/datasets", meta)
+
+    def set_budget(self, analyst: str, dataset: str, *, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
+        return self.request("PUT", "/v1/admin/budgets", {"analyst": analyst, "dataset": dataset, "epsilon": epsilon, "delta": delta})
+
+    def ledger(self, *, dataset: str | None = None, analyst: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/admin/ledger", params={"dataset": dataset, "analyst": analyst, "limit": limit})["entries"]

@@ -1,0 +1,1 @@
+"""HTTP handlers by resource: thin views over the core."""

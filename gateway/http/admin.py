@@ -1,0 +1,61 @@
+"""Administrator endpoints: analysts, datasets, budgets and the ledger."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import g
+
+from gateway.app import _dataset_store, auth, ext
+from gateway.catalog import DatasetMeta
+from gateway.schemas import AnalystIn, BudgetIn, LedgerQuery
+
+bp = APIBlueprint("admin", __name__, tag="admin", url_prefix="/v1/admin")
+ADMIN = ["admin"]
+
+
+@bp.post("/analysts")
+@bp.auth_required(auth, roles=ADMIN)
+@bp.input(AnalystIn, arg_name="body")
+@bp.doc(summary="Create an analyst; its key is shown once", responses={403: "not an administrator"})
+def create_analyst(body: AnalystIn) -> tuple[dict[str, Any], int]:
+    analyst, key = ext("ledger").create_analyst(body.name, role=body.role, organisation=body.organisation, actor=g.analyst.name)
+    return {**analyst.to_json(), "key": key}, 201
+
+
+@bp.post("/datasets")
+@bp.auth_required(auth, roles=ADMIN)
+@bp.input(DatasetMeta, arg_name="body")
+@bp.doc(summary="Register a dataset: source, privacy unit, bounds, budget", responses={400: "invalid metadata"})
+def register_dataset(body: DatasetMeta) -> tuple[dict[str, Any], int]:
+    gateway, ledger, settings = ext("gateway"), ext("ledger"), ext("settings")
+    meta = gateway.register(body)
+    ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta), actor=g.analyst.name)
+    store = _dataset_store(settings)
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = store / f".{meta.name.lower()}.json.tmp"
+    tmp.write_text(json.dumps(meta.model_dump(mode="json"), indent=2))
+    os.replace(tmp, store / f"{meta.name.lower()}.json")
+    return {"name": meta.name, "version": gateway.version(meta.name), "tables": sorted(meta.tables)}, 201
+
+
+@bp.put("/budgets")
+@bp.auth_required(auth, roles=ADMIN)
+@bp.input(BudgetIn, arg_name="body")
+@bp.doc(summary="Set an analyst's allocation on a dataset", responses={404: "unknown dataset or analyst"})
+def set_budget(body: BudgetIn) -> dict[str, Any]:
+    gateway, ledger = ext("gateway"), ext("ledger")
+    dataset = gateway.catalog.get(body.dataset).name
+    ledger.set_allocation(body.analyst, dataset, epsilon=repr(body.epsilon), delta=repr(body.delta), actor=g.analyst.name)
+    return {"analyst": body.analyst, "dataset": dataset, "epsilon": body.epsilon, "delta": body.delta,
+            "remaining": ledger.remaining(body.analyst, dataset)}
+
+
+@bp.get("/ledger")
+@bp.auth_required(auth, roles=ADMIN)
+@bp.input(LedgerQuery, location="query", arg_name="params")
+@bp.doc(summary="The audit log of every charge, newest first")
+def ledger_entries(params: LedgerQuery) -> dict[str, Any]:
+    return {"entries": ext("ledger").entries(dataset=params.dataset, analyst=params.analyst, limit=params.limit)}

@@ -1,0 +1,68 @@
+"""Analyst endpoints: datasets, queries, previews and budgets."""
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import g
+
+from gateway.app import auth, ext
+from gateway.catalog import DatasetMeta
+from gateway.schemas import PreviewOut, QueryIn, QueryOut
+from gateway.service import QueryRequest
+
+bp = APIBlueprint("analyst", __name__, tag="analyst", url_prefix="/v1")
+ROLES = ["analyst", "admin"]
+
+
+def public_metadata(meta: DatasetMeta) -> dict[str, Any]:
+    """What an analyst may know of a dataset: everything declared, except where the data lives."""
+    out = meta.model_dump(mode="json")
+    for table in out["tables"].values():
+        table.pop("source", None)
+    out["row_level"] = meta.row_level
+    return out
+
+
+@bp.get("/datasets")
+@bp.auth_required(auth, roles=ROLES)
+@bp.doc(summary="The datasets you may query, with their public metadata", responses={401: "unauthorized"})
+def datasets() -> dict[str, Any]:
+    gateway, ledger = ext("gateway"), ext("ledger")
+    allowed = {n.lower() for n in ledger.allocations_of(g.analyst.name)}
+    metas = [m for m in gateway.catalog if g.analyst.is_admin or m.name.lower() in allowed]
+    return {"datasets": [public_metadata(m) for m in sorted(metas, key=lambda m: m.name)]}
+
+
+def _request(body: QueryIn) -> QueryRequest:
+    return QueryRequest(body.dataset, body.sql, body.epsilon, body.delta, body.request_id)
+
+
+@bp.post("/queries")
+@bp.auth_required(auth, roles=ROLES)
+@bp.input(QueryIn, arg_name="body")
+@bp.output(QueryOut)
+@bp.doc(
+    summary="Answer an aggregate query with noise; charged before it is released",
+    responses={400: "invalid query", 403: "forbidden or budget exhausted", 404: "unknown dataset", 409: "request in progress"},
+)
+def query(body: QueryIn) -> dict[str, Any]:
+    result = ext("queries").query(g.analyst.name, _request(body))
+    ext("metrics").charged.labels(body.dataset.lower()).inc(result["cost"]["epsilon"])
+    return result
+
+
+@bp.post("/queries/preview")
+@bp.auth_required(auth, roles=ROLES)
+@bp.input(QueryIn, arg_name="body")
+@bp.output(PreviewOut)
+@bp.doc(summary="Cost and expected intervals of a query; free, reads no data", responses={400: "invalid query"})
+def preview(body: QueryIn) -> dict[str, Any]:
+    return ext("queries").preview(g.analyst.name, _request(body))
+
+
+@bp.get("/budget")
+@bp.auth_required(auth, roles=ROLES)
+@bp.doc(summary="Your spent and remaining budget per dataset, at both levels")
+def budget() -> dict[str, Any]:
+    return {"budgets": ext("ledger").budgets(g.analyst.name)}
