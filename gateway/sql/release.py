@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import duckdb
 import numpy as np
-import pandas as pd
 from sqlglot import exp
 
 from gateway.sql.plan import Aggregate, Measure, Plan
@@ -258,15 +257,8 @@ def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) ->
         frame[agg.id], accuracy_by_agg[agg.id] = _finish(agg, values, mechs, plan)
     if plan.selection == "top_k":
         frame["_rank"] = list(range(len(cells)))
-    df = pd.DataFrame(frame) if frame else pd.DataFrame(index=range(len(cells)))
-    con = duckdb.connect(":memory:")
-    try:
-        con.register("noisy", df)
-        result = con.execute(plan.post.sql(dialect="duckdb"))
-        columns = [c.name for c in plan.columns]
-        rows = [[_py(v) for v in row] for row in result.fetchall()]
-    finally:
-        con.close()
+    columns = [c.name for c in plan.columns]
+    rows = post_process(plan, frame, len(cells))
 
     accuracy: dict[str, Accuracy] = {}
     for col in plan.columns:
@@ -280,6 +272,61 @@ def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) ->
         else:
             accuracy[col.name] = accuracy_by_agg[col.source]
     return Answer(columns, rows, accuracy, plan.cost, plan)
+
+
+_POST = duckdb.connect(":memory:")  # holds no data: each call reads its own VALUES list
+
+
+def _sql_type(plan: Plan, name: str, values: list[Any]) -> str:
+    present = [v for v in values if v is not None]
+    if name.startswith("_k"):
+        key = plan.keys[int(name[2:])]
+        if key.type == "bool":
+            return "BOOLEAN"
+        if key.type == "num":
+            return "BIGINT" if all(isinstance(v, int) and not isinstance(v, bool) for v in present) else "DOUBLE"
+        return "VARCHAR"
+    if name == "_rank" or (present and all(isinstance(v, int) and not isinstance(v, bool) for v in present)):
+        return "BIGINT"
+    return "DOUBLE"
+
+
+def post_process(plan: Plan, frame: dict[str, list[Any]], n: int) -> list[list[Any]]:
+    """SELECT items, HAVING, ORDER BY and LIMIT over the released values only.
+
+    Plain answers (every column a key or an aggregate, nothing to filter or order) are built directly;
+    anything else runs the plan's post-processing SQL over a VALUES list in an in-memory DuckDB that
+    holds no data."""
+    post = plan.post
+    simple = all(c.source for c in plan.columns) and not any(post.args.get(k) for k in ("where", "order", "limit", "offset"))
+    if simple:
+        return [[_py(frame[c.source][i]) for c in plan.columns] for i in range(n)]  # type: ignore[index]
+    names = list(frame)
+    if names:
+        casts = [exp.alias_(exp.Cast(this=exp.column(f"c{j}"), to=exp.DataType.build(_sql_type(plan, name, frame[name]))), name, quoted=True)
+                 for j, name in enumerate(names)]
+        rows = [exp.Tuple(expressions=[_value(frame[name][i]) for name in names]) for i in range(n)]
+        if rows:
+            values = exp.Values(expressions=rows, alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier(f"c{j}") for j in range(len(names))]))
+            source = exp.select(*casts).from_(values)
+        else:
+            nulls = [exp.alias_(exp.Cast(this=exp.Null(), to=exp.DataType.build(_sql_type(plan, name, []))), name, quoted=True) for name in names]
+            source = exp.select(*nulls).where(exp.false())
+    else:
+        source = exp.select(exp.alias_(exp.Literal.number(1), "_one")).from_(exp.Anonymous(this="range", expressions=[exp.Literal.number(n)]))
+    query = post.copy()
+    query.set("from_", exp.From(this=exp.Subquery(this=source, alias=exp.TableAlias(this=exp.to_identifier("noisy")))))
+    cur = _POST.cursor()
+    try:
+        return [[_py(v) for v in row] for row in cur.execute(query.sql(dialect="duckdb")).fetchall()]
+    finally:
+        cur.close()
+
+
+def _value(v: Any) -> exp.Expression:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return exp.Null()
+    return _literal(v)
 
 
 def _py(v: Any) -> Any:

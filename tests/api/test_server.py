@@ -27,7 +27,8 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, ledger_url: str) -> None:
+    def __init__(self, data_dir: Path, ledger_url: str, *, admin_key: str = ADMIN_KEY) -> None:
+        self.admin_key = admin_key
         self.data_dir = data_dir
         self.ledger_url = ledger_url
         self.port = _free_port()
@@ -41,7 +42,7 @@ class Server:
         env = {
             **os.environ,
             "DPGATE_DATA_DIR": str(self.data_dir),
-            "DPGATE_ADMIN_KEY": ADMIN_KEY,
+            "DPGATE_ADMIN_KEY": self.admin_key,
             "DPGATE_LEDGER_URL": self.ledger_url,
             "DPGATE_DEMO__ENABLED": "false",
             "DPGATE_THREADS": "16",
