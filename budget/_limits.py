@@ -1,0 +1,118 @@
+"""Limits: a dataset's total and the allocations inside it, set by administrators, audited.
+
+Setting a limit never touches what was spent: a total cut below the spending leaves nothing remaining
+(and records the spending at the cut, which the schema's CHECK then holds as the ceiling). Setting a
+limit to what it already is changes nothing and is not audited again (datasets are registered anew at
+every start)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from . import _schema as s
+from ._base import Amount, LedgerBase, allocation_key, budget_json, check_name, totals, totals_json
+from .errors import UnknownDataset
+from .units import Units, total_units
+
+
+class Limits(LedgerBase):
+    """The administrators' side of budgets: totals and allocations."""
+
+    def set_dataset_budget(
+        self, dataset: str, *, epsilon: Amount, delta: Amount = 0, actor: str = "system"
+    ) -> dict[str, Any]:
+        """Set the total (ε, δ) that all analysts of `dataset` together may spend. Creates the dataset's
+        budget or changes its total; what was spent stays (a total below it leaves nothing remaining)."""
+        dataset = check_name(dataset, "dataset name")
+        total = total_units(epsilon, delta)
+        t = s.dataset_budgets
+
+        def tx(conn: Connection) -> dict[str, Any]:
+            row = self._set_limit(
+                conn, t, t.c.dataset == dataset, {"dataset": dataset}, total, actor, "set_dataset_budget", dataset
+            )
+            return budget_json(row)
+
+        return self._db.write(tx)
+
+    def set_allocation(
+        self, analyst: str, dataset: str, *, epsilon: Amount, delta: Amount = 0, actor: str = "system"
+    ) -> dict[str, Any]:
+        """Set `analyst`'s allocation on `dataset` (inside the dataset's total; allocations may add up to
+        more than it — the dataset total still binds). What was spent stays."""
+        analyst = check_name(analyst, "analyst name")
+        with self._db.read() as conn:
+            self._analyst_row(conn, analyst)  # raises UnknownAnalyst: no allocations for typos
+        return self._set_allocation(s.ANALYST, analyst, dataset, epsilon, delta, actor)
+
+    def set_organisation_allocation(
+        self, organisation: str, dataset: str, *, epsilon: Amount, delta: Amount = 0, actor: str = "system"
+    ) -> dict[str, Any]:
+        """An allocation shared by every analyst of `organisation` that has none of its own on `dataset`."""
+        organisation = check_name(organisation, "organisation")
+        return self._set_allocation(s.ORGANISATION, organisation, dataset, epsilon, delta, actor)
+
+    def _set_allocation(
+        self, kind: str, holder: str, dataset: str, epsilon: Amount, delta: Amount, actor: str
+    ) -> dict[str, Any]:
+        dataset = check_name(dataset, "dataset name")
+        total = total_units(epsilon, delta)
+        target = f"{holder}/{dataset}" if kind == s.ANALYST else f"organisation:{holder}/{dataset}"
+        key = {"holder_kind": kind, "holder": holder, "dataset": dataset}
+
+        def tx(conn: Connection) -> dict[str, Any]:
+            known = sa.select(s.dataset_budgets.c.dataset).where(s.dataset_budgets.c.dataset == dataset)
+            if conn.execute(known).first() is None:
+                raise UnknownDataset(dataset)
+            where = allocation_key(kind, holder, dataset)
+            row = self._set_limit(conn, s.allocations, where, key, total, actor, "set_allocation", target)
+            return {kind: holder, **budget_json(row)}
+
+        return self._db.write(tx)
+
+    def _set_limit(
+        self,
+        conn: Connection,
+        t: sa.Table,
+        where: Any,
+        key: dict[str, str],
+        total: Units,
+        actor: str,
+        action: str,
+        target: str,
+    ) -> Row[Any]:
+        """Create or change the budget row `where` of `t` (locked first); audit a change; return the row."""
+        now = self._clock()
+        row = conn.execute(sa.select(t).where(where).with_for_update()).first()
+        if row is None:
+            conn.execute(
+                t.insert().values(
+                    **key,
+                    epsilon_total=total[0],
+                    delta_total=total[1],
+                    epsilon_spent=0,
+                    delta_spent=0,
+                    epsilon_spent_when_cut=0,
+                    delta_spent_when_cut=0,
+                    updated_at=now,
+                )
+            )
+            self._audit(conn, actor, action, target, None, totals_json(total))
+        elif totals(row) != total:
+            conn.execute(
+                t.update()
+                .where(where)
+                .values(
+                    epsilon_total=total[0],
+                    delta_total=total[1],
+                    # cut below the spending: the spending stands (the CHECK allows it), nothing remains
+                    epsilon_spent_when_cut=row.epsilon_spent if row.epsilon_spent > total[0] else 0,
+                    delta_spent_when_cut=row.delta_spent if row.delta_spent > total[1] else 0,
+                    updated_at=now,
+                )
+            )
+            self._audit(conn, actor, action, target, totals_json(totals(row)), totals_json(total))
+        return conn.execute(sa.select(t).where(where)).one()
