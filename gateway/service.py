@@ -96,10 +96,10 @@ class QueryService:
         hit = self.ledger.cached(key)
         out_id = request_id or str(uuid.uuid4())
         if hit is not None:
-            if request_id is not None:
-                self.ledger.release_reservation(analyst, request_id)
-            return {**hit, "request_id": out_id, "cost": _zero(), "cached": True,
-                    "remaining": self.ledger.remaining(analyst, dataset)}
+            answer = {**hit, "request_id": out_id, "cost": _zero()}
+            if request_id is not None:  # a retry of this request id gets this answer again
+                self.ledger.store_result(analyst, request_id, answer, dataset=dataset, body_hash=req.body_hash())
+            return {**answer, "cached": True, "remaining": self.ledger.remaining(analyst, dataset)}
         cost: Cost = plan.cost
         self._precheck(analyst, dataset, cost)  # a request the budget cannot cover touches no data
         mechanisms = Mechanisms(plan)

@@ -84,7 +84,7 @@ class Plan:
     measures: tuple[Measure, ...]
     aggregates: tuple[Aggregate, ...]
     released: tuple[str, ...]  # ids of the measures that get noise of their own
-    selection: str  # none | public | threshold | top_k
+    selection: str  # none | public (domain cells) | threshold | top_k | data (a public table's own groups)
     top_k: int
     count_measure: str | None  # the COUNT(*) measure selection uses
     post: exp.Select
@@ -348,7 +348,10 @@ class _Build:
 
     def _selection(self, tree: exp.Select, top: int | None) -> tuple[str, int, str | None]:
         if self.source.public:
-            return ("public" if self.keys else "none"), 0, None
+            if not self.keys:
+                return "none", 0, None
+            self._count_star()  # a public table groups like plain SQL: the groups found in the data
+            return "data", 0, None
         if not self.keys:
             return "none", 0, None
         public = all(k.domain is not None for k in self.keys)

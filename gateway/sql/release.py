@@ -209,6 +209,8 @@ def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) ->
         cells = sorted((by_key[k] for k in released), key=lambda c: tuple((v is None, str(v)) for v in c))
         noisy_counts = {by_key[k]: int(v) for k, v in released.items()}
         selection_accuracy = Accuracy("laplace_threshold", mechs.selection.scale, None)
+    if plan.selection == "data":
+        cells = sorted(exact, key=lambda c: tuple((v is None, str(v)) for v in c))
     assert cells is not None
     if plan.selection == "top_k":
         scores = [int((exact.get(c) or {}).get(plan.count_measure) or 0) for c in cells]
@@ -431,5 +433,7 @@ def expected_accuracy(plan: Plan) -> tuple[Cost, dict[str, Accuracy]]:
             acc[col.name] = Accuracy(mech[0].name, mech[0].scale, None)
         else:
             m1 = mech[1]
-            acc[col.name] = Accuracy("laplace", m1.scale if m1 else 0.0, None)  # AVG's interval depends on the count
+            # AVG's interval depends on the noisy count; VAR/STDDEV report the sum of squares' noise, as the answer does
+            noise = mech[1] if agg.func == "avg" else mech[2]
+            acc[col.name] = Accuracy("laplace", noise.scale if noise else 0.0, None)
     return plan.cost, acc
