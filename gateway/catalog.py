@@ -54,6 +54,13 @@ class ColumnMeta(BaseModel):
     categories: tuple[str | int | bool, ...] | None = None
     nullable: bool = False
 
+    @field_validator("lower", "upper", mode="before")
+    @classmethod
+    def _no_bool_bounds(cls, v: object) -> object:
+        if isinstance(v, bool):
+            raise ValueError("a bound must be a number or an ISO date, not true/false")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> ColumnMeta:
         t = self.type
@@ -78,9 +85,12 @@ class ColumnMeta(BaseModel):
             if self.lower is not None:
                 try:
                     lo, hi = parse_date(str(self.lower)), parse_date(str(self.upper))
+                    ordered = lo < hi
                 except ValueError as e:
                     raise ValueError(f"date bounds must be ISO dates: {e}") from None
-                if not lo < hi:
+                except TypeError:
+                    raise ValueError("date bounds must both have a time-zone offset, or neither") from None
+                if not ordered:
                     raise ValueError("lower must be before upper")
             if self.categories is not None:
                 raise ValueError("categories are only for category columns")
@@ -122,7 +132,7 @@ class TableMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str
-    max_rows_per_unit: int = Field(ge=1, le=100_000)
+    max_rows_per_unit: int = Field(ge=1, le=100_000, strict=True)
     public: bool = False
     bounding: Literal["registration", "per_query"] = "registration"
     columns: dict[str, ColumnMeta]

@@ -155,12 +155,6 @@ def test_missing_column_in_parquet_is_named(tmp_path: Path) -> None:
     assert "balance" in info.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engines/duckdb.py _reader puts every declared column in read_csv(types=...); DuckDB rejects a "
-    "type for a column the file lacks, so _columns_of fails first with 'the source of a table cannot be read' "
-    "and the missing column is never named",
-)
 def test_missing_column_in_csv_is_named(tmp_path: Path) -> None:
     src = tmp_path / "a.csv"
     src.write_text(TYPED_CSV)
@@ -203,7 +197,6 @@ BLAME_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=BLAME_BUG)
 @pytest.mark.parametrize(
     ("header", "bad_row", "cols", "culprit"),
     [
@@ -224,7 +217,6 @@ def test_the_failing_column_is_named_in_csv(tmp_path: Path, header: str, bad_row
     assert SECRET not in info.value.message
 
 
-@pytest.mark.xfail(strict=True, reason=BLAME_BUG)
 def test_the_failing_column_is_named_in_parquet(tmp_path: Path) -> None:
     src = tmp_path / "bad.parquet"
     pd.DataFrame({"uid": [1, 2], "cat": ["a", "b"], "n": ["3", SECRET]}).to_parquet(src)
@@ -416,12 +408,6 @@ def test_re_registering_a_changed_file_reloads(tmp_path: Path) -> None:
     assert rows(gw, 'SELECT count(*) FROM "bnd__d__t" WHERE uid = 500') == [(1,)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engines/duckdb.py _bound runs `DROP VIEW IF EXISTS bnd` before `DROP TABLE IF EXISTS bnd`; when "
-    "the old bounded form is a TABLE, DuckDB raises CatalogException ('is of type Table, trying to drop type View'), "
-    "so a changed source can never be re-registered once some unit exceeded max_rows_per_unit",
-)
 @pytest.mark.parametrize("change", ["new rows in the file", "new declaration"])
 def test_re_registering_a_changed_source_with_a_bounded_table(tmp_path: Path, change: str) -> None:
     frame = unit_frame({u: 1 + u % 6 for u in range(1, 30)})  # up to 6 rows per unit, k = 3: a bounded TABLE
@@ -441,11 +427,6 @@ def test_re_registering_a_changed_source_with_a_bounded_table(tmp_path: Path, ch
     assert max(len(t) for t in kept(gw).values()) == k
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engines/duckdb.py _source_version identifies an engine-table source by its row count only; "
-    "changing values without changing the count keeps the stale bounded relation and the same dataset version",
-)
 def test_re_registering_an_engine_table_with_changed_values_reloads() -> None:
     frame = unit_frame({u: 2 for u in range(1, 20)})
     gw = gateway()

@@ -56,7 +56,7 @@ class DuckDBEngine:
         if threads:
             config["threads"] = threads
         self._con = duckdb.connect(self.path, config=config)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS _dpgate_tables (name VARCHAR PRIMARY KEY, version VARCHAR, bounded BOOLEAN)"
         )
@@ -81,6 +81,7 @@ class DuckDBEngine:
         versions = []
         for name, table in ds.tables.items():
             versions.append(self._register_table(ds, name, table))
+        self._check_unit_types(ds)
         return hashlib.sha256(json.dumps([ds.fingerprint(), *versions]).encode()).hexdigest()[:16]
 
     def _source_version(self, ds: DatasetMeta, table: TableMeta) -> str:
@@ -93,7 +94,11 @@ class DuckDBEngine:
             st = p.stat()
             parts += [st.st_size, st.st_mtime_ns]
         else:
-            parts.append(self._scalar(f"SELECT count(*) FROM {_q(src)}") if self._exists(src) else None)
+            if self._exists(src):
+                cols = ", ".join(_q(c) for c in self._columns_of(_q(src)))
+                parts.append(self._one(f"SELECT count(*), bit_xor(hash({cols})) FROM {_q(src)}"))
+            else:
+                parts.append(None)
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
     def _seed_digest(self) -> str:
@@ -104,7 +109,7 @@ class DuckDBEngine:
         bnd_rel = self.relation_name(ds.name, name, bounded=True)
         version = self._source_version(ds, table)
         with self._lock:
-            row = self._con.execute("SELECT version FROM _dpgate_tables WHERE name = ?", [src_rel]).fetchone()
+            row = self._one("SELECT version FROM _dpgate_tables WHERE name = ?", [src_rel])
         if row is not None and row[0] == version and self._exists(bnd_rel):
             return version
         reader = self._reader(table)
@@ -128,33 +133,51 @@ class DuckDBEngine:
             f"hash({_lit(self._seed)}, {content}) AS {ROW_ID} FROM {reader}"
         )
         with self._lock:
+            self._con.execute("BEGIN")
             try:
-                self._con.execute("BEGIN")
-                try:
-                    self._con.execute(sql)
-                except duckdb.Error:
-                    # Which column failed is found without quoting any value: the admin sees the column, not the row.
-                    bad = self._failing_column(reader, table, present)
-                    raise InvalidMetadata(
-                        f"table {name}: the source cannot be read with the declared types"
-                        + (f" (column {bad} is not {table.columns[bad].type.value})" if bad else "")
-                    ) from None
+                self._con.execute(sql)
+            except duckdb.Error:
+                self._con.execute("ROLLBACK")
+                # Which column failed is found without quoting any value: the admin sees the column, not the row.
+                bad = self._failing_column(reader, table, present)
+                raise InvalidMetadata(
+                    f"table {name}: the source cannot be read with the declared types"
+                    + (f" (column {bad} is not {table.columns[bad].type.value})" if bad else "")
+                ) from None
+            try:
                 self._check_not_null(name, src_rel, table, ds)
                 self._bound(ds, table, src_rel, bnd_rel)
-                self._con.execute(
-                    "INSERT OR REPLACE INTO _dpgate_tables VALUES (?, ?, ?)", [src_rel, version, True]
-                )
+                self._con.execute("INSERT OR REPLACE INTO _dpgate_tables VALUES (?, ?, ?)", [src_rel, version, True])
                 self._con.execute("COMMIT")
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
         return version
 
+    def _check_unit_types(self, ds: DatasetMeta) -> None:
+        """Joins compare privacy units across tables: their engine types must agree, or a join could
+        fail on some values (and a failure must never depend on the data)."""
+        if ds.privacy_unit is None:
+            return
+        types = {}
+        for name, table in ds.tables.items():
+            if table.public:
+                continue
+            col = table.column_name(ds.privacy_unit)
+            row = self._con.execute(
+                "SELECT data_type FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                [self.relation_name(ds.name, name, bounded=False), col],
+            ).fetchall()
+            types[name] = row[0][0] if row else None
+        if len(set(types.values())) > 1:
+            found = ", ".join(f"{t}: {ty}" for t, ty in types.items())
+            raise InvalidMetadata(f"the privacy-unit column {ds.privacy_unit} has different types across tables ({found})")
+
     def _check_not_null(self, name: str, rel: str, table: TableMeta, ds: DatasetMeta) -> None:
         unit = ds.privacy_unit
         if unit and not table.public:
             col = table.column_name(unit)
-            nulls = self._con.execute(f"SELECT count(*) FROM {_q(rel)} WHERE {_q(col or unit)} IS NULL").fetchone()
+            nulls = self._one(f"SELECT count(*) FROM {_q(rel)} WHERE {_q(col or unit)} IS NULL")
             if nulls and nulls[0]:
                 raise InvalidMetadata(f"table {name}: the privacy-unit column {unit} has NULLs")
 
@@ -166,9 +189,8 @@ class DuckDBEngine:
             self._con.execute(f"CREATE OR REPLACE VIEW {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)}")
             return
         u = _q(table.column_name(unit) or unit)
-        most = self._con.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {_q(src_rel)} GROUP BY {u})").fetchone()
-        self._con.execute(f"DROP VIEW IF EXISTS {_q(bnd_rel)}")
-        self._con.execute(f"DROP TABLE IF EXISTS {_q(bnd_rel)}")
+        most = self._one(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {_q(src_rel)} GROUP BY {u})")
+        self._drop(bnd_rel)
         if most is not None and most[0] <= k:
             self._con.execute(f"CREATE VIEW {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)}")
             return
@@ -177,13 +199,23 @@ class DuckDBEngine:
             f"QUALIFY row_number() OVER (PARTITION BY {u} ORDER BY {ROW_ID}, {', '.join(_q(c) for c in table.columns)}) <= {int(k)}"
         )
 
+    def _drop(self, rel: str) -> None:
+        row = self._one("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [rel])
+        if row is not None:
+            self._con.execute(f"DROP {'VIEW' if row[0] == 'VIEW' else 'TABLE'} {_q(rel)}")
+
     def _reader(self, table: TableMeta) -> str:
         src = table.source
         low = src.lower()
         if low.endswith(".parquet"):
             return f"read_parquet({_lit(src)})"
         if low.endswith(".csv") or low.endswith(".csv.gz"):
-            types = {c: SQL_TYPES[m.type] for c, m in table.columns.items() if m.type in SQL_TYPES}
+            # Declared types for the columns the file has (a category stays text even if it looks
+            # boolean or numeric); a declared column the file lacks is named by the caller.
+            header = {c.lower(): c for c in self._columns_of(f"read_csv({_lit(src)}, header = true, all_varchar = true)")}
+            types = {
+                header[c.lower()]: SQL_TYPES[m.type] for c, m in table.columns.items() if m.type in SQL_TYPES and c.lower() in header
+            }
             spec = "{" + ", ".join(f"{_lit(c)}: {_lit(t)}" for c, t in types.items()) + "}"
             return f"read_csv({_lit(src)}, header = true, types = {spec})"
         if not _is_file(src) and self._exists(src):
@@ -203,21 +235,19 @@ class DuckDBEngine:
                 continue
             cast = "VARCHAR" if meta.type == ColumnType.CATEGORY else SQL_TYPES[meta.type]
             try:
-                self._con.execute(f"SELECT count(CAST({_q(present[col.lower()])} AS {cast})) FROM {reader}").fetchone()
+                self._con.execute(f"SELECT count(CAST({_q(present[col.lower()])} AS {cast})) FROM {reader}").fetchall()
             except duckdb.Error:
                 return col
         return None
 
     def _exists(self, name: str) -> bool:
-        return bool(
-            self._con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-            ).fetchone()[0]  # type: ignore[index]
-        )
+        row = self._one("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name])
+        return bool(row and row[0])
 
-    def _scalar(self, sql: str) -> Any:
-        row = self._con.execute(sql).fetchone()
-        return None if row is None else row[0]
+    def _one(self, sql: str, params: list[Any] | None = None) -> tuple | None:
+        """The first row of `sql` (results are read to the end: DuckDB wants that before the next call)."""
+        rows = self._con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
 
     # queries
     def execute(self, select: exp.Expression) -> list[tuple]:

@@ -203,6 +203,7 @@ class _Build:
         # select list: aggregates replaced by _a ids, keys by _k ids
         post_items = []
         columns = []
+        substituted: list[exp.Expression] = []
         names_seen: dict[str, int] = {}
         for item in items:
             node = item.this if isinstance(item, exp.Alias) else item
@@ -213,12 +214,13 @@ class _Build:
                 name = f"{name}_{names_seen[name]}"
             else:
                 names_seen[name] = 0
-            post, src = self._post_expr(node)
+            tree_, src = self._substitute(node)
             columns.append(OutputColumn(name, src))
-            post_items.append(exp.alias_(post, name, quoted=True))
+            substituted.append(tree_)
+            post_items.append(exp.alias_(self._compile_post(tree_, src), name, quoted=True))
         if not self.aggregates and not self.keys:
             raise unsupported("row-level SELECT is not allowed: select aggregates (COUNT, SUM, AVG, ...)", tree, "row-level SELECT")
-        aliases = {c.name.lower(): p.this for c, p in zip(columns, post_items)}
+        aliases = {c.name.lower(): t for c, t in zip(columns, substituted)}
         having = None
         if tree.args.get("having") is not None:
             having = self._post_expr(tree.args["having"].this, aliases)[0]
@@ -397,7 +399,24 @@ class _Build:
 
     # aggregates
     def _post_expr(self, node: exp.Expression, aliases: dict[str, exp.Expression] | None = None) -> tuple[exp.Expression, str | None]:
-        """Rewrite an expression over aggregates and keys into one over the noisy frame's columns."""
+        """An expression over aggregates and keys, compiled over the noisy frame's columns."""
+        tree, src = self._substitute(node, aliases)
+        return self._compile_post(tree, src), src
+
+    def _compile_post(self, tree: exp.Expression, src: str | None) -> exp.Expression:
+        if src is not None:
+            return exp.column(src, quoted=True)
+
+        def resolve(c: exp.Column) -> ColumnRef:
+            kid = c.name
+            meta = _post_meta(self.keys[int(kid[2:])].type) if kid.startswith("_k") and kid[2:].isdigit() else _post_meta(NUM)
+            return ColumnRef(alias="noisy", name=kid, meta=meta, sql=exp.column(kid, quoted=True), is_unit=False)
+
+        return ScalarCompiler(resolve, clamp=False)(tree).sql
+
+    def _substitute(self, node: exp.Expression, aliases: dict[str, exp.Expression] | None = None) -> tuple[exp.Expression, str | None]:
+        """The caller's expression with each aggregate and GROUP BY key replaced by its column of the
+        noisy frame (`_aN`, `_kN`), and select aliases by their expressions; not yet compiled."""
         norm = self._norm(node) if not node.find(exp.AggFunc) else None
         if norm is not None and norm in self.key_nodes:
             kid = self.keys[self.key_nodes.index(norm)].id
@@ -418,22 +437,11 @@ class _Build:
                 node,
                 "row-level SELECT",
             )
-        # an expression over aggregates/keys: rewrite children, then validate the result as a scalar
         copy = node.copy()
         for child in list(copy.iter_expressions()):
-            new, _ = self._post_expr(child, aliases)
+            new, _ = self._substitute(child, aliases)
             child.replace(new)
-
-        def resolve(c: exp.Column) -> ColumnRef:
-            kid = c.name
-            if kid.startswith("_k") and kid[2:].isdigit():
-                meta = _post_meta(self.keys[int(kid[2:])].type)
-            else:
-                meta = _post_meta(NUM)
-            return ColumnRef(alias="noisy", name=kid, meta=meta, sql=exp.column(kid, quoted=True), is_unit=False)
-
-        typed = ScalarCompiler(resolve, clamp=False)(copy)
-        return typed.sql, None
+        return copy, None
 
     def _measure(self, key: str, kind: str, sql: exp.Expression | None, sensitivity: float, integer: bool, **extra: object) -> str:
         if key in self.measure_keys:

@@ -373,7 +373,7 @@ def _finish(agg: Aggregate, values: dict[str, list[Any]], mechs: Mechanisms, pla
     mid, half = (lo + hi) / 2, (hi - lo) / 2
     counts, sums = ms[0], ms[1]
     out = []
-    worst = 0.0
+    worst: float | None = None  # no released value, no interval to state
     a = _ci(mech[1], 0.025) if not public else 0.0
     b = _ci(mech[0], 0.025) if not public else 0.0
     for i, (n, s) in enumerate(zip(counts, sums)):
@@ -387,7 +387,7 @@ def _finish(agg: Aggregate, values: dict[str, list[Any]], mechs: Mechanisms, pla
             out.append(min(max(mid + s / nn, lo), hi))
             # |S/N - S~/N~| <= (a + |S~| b / N~) / (N~ - b) when |S - S~| <= a and |N - N~| <= b
             width = (a + abs(s) * b / nn) / (nn - b) if nn > b else hi - lo
-            worst = max(worst, min(width, hi - lo))
+            worst = max(worst or 0.0, min(width, hi - lo))
         else:
             qsum = float(ms[2][i])
             if n < 2:

@@ -22,6 +22,7 @@ Interval = tuple[float, float]
 NUM, STR, BOOL, DATE, ID, NULL = "num", "str", "bool", "date", "id", "null"
 MAX_DOMAIN = 100_000
 MAX_LITERAL_CHARS = 1_000
+MAX_COMPILED_NODES = 20_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,12 @@ def as_double(e: exp.Expression) -> exp.Expression:
 
 
 def clamp_sql(e: exp.Expression, lo: float, hi: float) -> exp.Expression:
-    return exp.Least(this=exp.Greatest(this=e, expressions=[lit_num(lo)]), expressions=[lit_num(hi)])
+    """`e` clamped to [lo, hi], NULL staying NULL. `e` appears twice: clamp leaves or whole values,
+    never inside another clamp's argument, so nesting does not multiply the SQL."""
+    clamped = exp.Least(
+        this=exp.Greatest(this=e, expressions=[lit_num(lo)], ignore_nulls=True), expressions=[lit_num(hi)], ignore_nulls=True
+    )
+    return exp.Case(ifs=[exp.If(this=exp.Is(this=e.copy(), expression=exp.Null()), true=exp.Null())], default=clamped)
 
 
 INF = math.inf
@@ -136,7 +142,11 @@ class ScalarCompiler:
         self.clamp = clamp
 
     def __call__(self, node: exp.Expression) -> Typed:
-        return self.compile(node)
+        typed = self.compile(node)
+        size = sum(1 for _ in typed.sql.walk())
+        if size > MAX_COMPILED_NODES:
+            raise unsupported(f"the expression expands to more than {MAX_COMPILED_NODES} parts", node, "query size")
+        return typed
 
     def compile(self, node: exp.Expression) -> Typed:
         handler = _HANDLERS.get(type(node))
@@ -272,7 +282,8 @@ class ScalarCompiler:
             iv = (pick(i[0] for i in ivs), pick(i[1] for i in ivs))
         args = [as_double(p.sql) if t == NUM else p.sql for p in parts]
         cls = exp.Least if is_least else exp.Greatest
-        return Typed(cls(this=args[0], expressions=args[1:]), t, iv)
+        # DuckDB's LEAST/GREATEST skip NULLs; saying so keeps sqlglot from repeating the arguments
+        return Typed(cls(this=args[0], expressions=args[1:], ignore_nulls=True), t, iv)
 
     def _coalesce(self, node: exp.Coalesce) -> Typed:
         parts = [self.compile(node.this)] + [self.compile(e) for e in node.expressions]
@@ -286,15 +297,35 @@ class ScalarCompiler:
 
     # predicates
     def _coerce_pair(self, a: Typed, b: Typed, node: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
+        if ID in (a.type, b.type):
+            return self._coerce_id(a, b, node)
         if a.type == DATE and b.type == STR and isinstance(b.sql, exp.Literal):
             return a.sql, self._date_literal(b.sql.this, node)
         if b.type == DATE and a.type == STR and isinstance(a.sql, exp.Literal):
             return self._date_literal(a.sql.this, node), b.sql
         if NULL in (a.type, b.type) or a.type == b.type:
             return a.sql, b.sql
-        if {a.type, b.type} == {ID, NUM} or {a.type, b.type} == {ID, STR}:
-            return a.sql, b.sql
         raise unsupported(f"cannot compare a {a.type} value with a {b.type} value", node, "comparison")
+
+    def _coerce_id(self, a: Typed, b: Typed, node: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
+        """Ids keep their source's type (numbers or text), unknown to the planner: compare them in a
+        form that cannot fail on any value — as text with text, as a TRY_CAST number with numbers."""
+        def text(t: Typed) -> exp.Expression:
+            return exp.Cast(this=t.sql, to=exp.DataType.build("VARCHAR"))
+
+        other = b if a.type == ID else a
+        if other.type == ID or other.type == STR:
+            pair = (text(a) if a.type == ID else a.sql, text(b) if b.type == ID else b.sql)
+        elif other.type == NUM:
+            def num(t: Typed) -> exp.Expression:
+                return exp.TryCast(this=t.sql, to=exp.DataType.build("DOUBLE")) if t.type == ID else t.sql
+
+            pair = (num(a), num(b))
+        elif other.type == NULL:
+            pair = (a.sql, b.sql)
+        else:
+            raise unsupported(f"cannot compare an id with a {other.type} value", node, "comparison")
+        return pair
 
     def _date_literal(self, text: str, node: exp.Expression) -> exp.Expression:
         try:
@@ -319,16 +350,15 @@ class ScalarCompiler:
     def _in(self, node: exp.In) -> Typed:
         if node.args.get("query") is not None or node.args.get("unnest") is not None:
             raise unsupported("subqueries are not supported", node, "subquery")
-        a = self.compile(node.this)
-        items = []
-        for e in node.expressions:
-            t = self.compile(e)
-            if not isinstance(t.sql, (exp.Literal, exp.Null, exp.Boolean, exp.Cast)) and t.type != NUM:
-                raise unsupported("IN takes a list of literals", e, "IN")
-            items.append(self._coerce_pair(a, t, node)[1])
-        if len(items) > 10_000:
+        if len(node.expressions) > 10_000:
             raise unsupported("IN lists are limited to 10000 values", node, "IN")
-        return Typed(exp.In(this=a.sql, expressions=items), BOOL)
+        a = self.compile(node.this)
+        pairs = [self._coerce_pair(a, self.compile(e), node) for e in node.expressions]
+        lefts = {p[0].sql(dialect="duckdb") for p in pairs}
+        if len(lefts) > 1:
+            raise unsupported("IN needs values of one type", node, "IN")
+        left = pairs[0][0] if pairs else a.sql
+        return Typed(exp.In(this=left, expressions=[p[1] for p in pairs]), BOOL)
 
     def _like(self, node: exp.Expression) -> Typed:
         a = self.compile(node.this)

@@ -161,11 +161,6 @@ def test_a_where_that_matches_nothing(bank: Gateway) -> None:
     assert b.rows == []  # threshold selection releases no group that has no rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sql/release.py _finish states ci95 = 0.0 (exact) for an AVG released as NULL: `worst` starts at "
-    "0.0 and is never raised when every cell's noisy count is < 1",
-)
 def test_a_null_average_does_not_claim_to_be_exact(bank: Gateway) -> None:
     for _ in range(60):  # the noisy count of an empty selection is < 1 about half of the time
         a = ask(bank, "SELECT AVG(amount) AS a FROM tx WHERE amount < 0")
@@ -299,12 +294,6 @@ def test_division_by_zero_and_failing_casts_never_raise(bank: Gateway, sql: str)
     assert a.cost.epsilon == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sql/plan.py _post_expr rewrites the children of an expression over aggregates into already "
-    "compiled SQL, then compiles the parent again; a nested division's NULLIF (and a modulo's) is not in "
-    "scalar._HANDLERS, so the query is refused as 'function NULLIF'",
-)
 @pytest.mark.parametrize(
     "sql",
     [
@@ -317,12 +306,6 @@ def test_a_division_nested_in_an_expression_over_aggregates(bank: Gateway, sql: 
     ask(bank, sql)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sql/scalar.py builds exp.Least/exp.Greatest without ignore_nulls, so sqlglot's DuckDB generator "
-    "emits `CASE WHEN x IS NULL OR lo IS NULL THEN NULL ELSE GREATEST(x, lo) END`, repeating x; every nesting "
-    "level (and clamp_sql's extra clamp) multiplies the SQL: LEAST nested 10 deep renders 1.5 MB in seconds",
-)
 def test_nested_clamps_render_sql_linear_in_the_query(bank: Gateway) -> None:
     expr = "amount"
     for _ in range(6):
@@ -367,12 +350,6 @@ def test_the_response_kind_does_not_depend_on_a_failing_row(fragile: tuple[Gatew
         assert shape(a) == shape(b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sql/scalar.py _coerce_pair lets an id column be compared with a literal of another type "
-    "(id vs text, id vs number) without a TRY_CAST; DuckDB casts per row, so the query raises EngineError "
-    "only when some row reaches the comparison with a value that does not convert",
-)
 @pytest.mark.parametrize("case", ["numeric id = text literal", "text id = numeric literal"])
 def test_an_id_compared_with_a_literal_of_another_type_never_fails_on_data(case: str) -> None:
     if case == "numeric id = text literal":
