@@ -44,6 +44,7 @@ def test_bench_queries_smoke(tmp_path: Path, capsys) -> None:
     assert [r["name"] for r in size["queries"]] == names
     assert len(names) >= 10
     for r in size["queries"]:
+        assert "error" not in r, r
         assert r["exact_ms"] > 0 and r["dp_ms"] > 0 and r["gateway_sql_ms"] > 0, r["name"]
         assert math.isfinite(r["ratio"]) and r["ratio"] > 0, r["name"]
         assert len(r["runs_ms"]["dp"]) == 1 and len(r["runs_ms"]["exact"]) == 1
@@ -63,6 +64,21 @@ def test_bench_queries_smoke(tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "| query | exact ms | DP ms | ratio | rel. error |" in printed
     assert all(f"| {n}" in printed for n in names)
+
+
+def test_bench_records_a_failing_query_and_goes_on(tmp_path: Path, monkeypatch) -> None:
+    bench = _load_bench()
+    ok = bench.QUERIES[0]
+    bad = bench.Query("row_level", "SELECT amount FROM transactions", "scalar")
+    monkeypatch.setattr(bench, "QUERIES", [bad, ok])
+    report = bench.main(
+        ["--rows", "20000", "--runs", "1", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "q.json")]
+    )
+    rows = report["sizes"][0]["queries"]
+    assert [r["name"] for r in rows] == ["row_level", ok.name]
+    assert "error" in rows[0] and "error" not in rows[1]
+    assert report["sizes"][0]["summary"]["failed"] == ["row_level"]
+    assert "row_level" in report["sizes"][0]["summary"]["over_target"]
 
 
 def test_bench_exact_sql_points_at_raw_relations() -> None:
