@@ -373,8 +373,8 @@ def test_re_registering_an_unchanged_source_skips_the_reload(tmp_path: Path, kin
     row = version_row(gw)
     assert len(row) == 1
     # a marker only survives if registration does not recreate the relations
-    rows(gw, "INSERT INTO \"src__d__t\" VALUES (-1, -1, 0, 'a', 0)")
-    rows(gw, "INSERT INTO \"bnd__d__t\" VALUES (-1, -1, 0, 'a', 0)")
+    rows(gw, "INSERT INTO \"src__d__t\" (uid, tid, amt, cat, _dpgate_row) VALUES (-1, -1, 0, 'a', 0)")
+    rows(gw, "INSERT INTO \"bnd__d__t\" (uid, tid, amt, cat, _dpgate_row) VALUES (-1, -1, 0, 'a', 0)")
     gw.register(meta)
     assert gw.version("d") == version
     assert version_row(gw) == row
@@ -387,7 +387,7 @@ def test_a_changed_declaration_reloads() -> None:
     gw.engine.load_frame("raw_units", unit_frame({u: 1 + u % 3 for u in range(1, 30)}))  # at most 3 rows per unit
     gw.register(dataset("raw_units", UNIT_COLUMNS, k=3))
     version, row = gw.version("d"), version_row(gw)
-    rows(gw, "INSERT INTO \"src__d__t\" VALUES (-1, -1, 0, 'a', 0)")
+    rows(gw, "INSERT INTO \"src__d__t\" (uid, tid, amt, cat, _dpgate_row) VALUES (-1, -1, 0, 'a', 0)")
     gw.register(dataset("raw_units", UNIT_COLUMNS, k=4))  # the metadata is part of the version
     assert gw.version("d") != version and version_row(gw) != row
     assert rows(gw, 'SELECT count(*) FROM "src__d__t" WHERE uid = -1') == [(0,)]

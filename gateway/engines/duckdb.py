@@ -21,7 +21,10 @@ from sqlglot import exp
 
 from gateway.catalog import ColumnType, DatasetMeta, TableMeta
 from gateway.errors import InvalidMetadata
-from gateway.sql.source import ROW_ID
+from gateway.sql.scalar import clamp_sql
+from gateway.sql.source import CLAMPED, ROW_ID, clamped_columns
+
+LAYOUT = 2  # the shape of the engine's relations; a new layout reloads every table
 
 SQL_TYPES = {
     ColumnType.INT: "BIGINT",
@@ -86,7 +89,7 @@ class DuckDBEngine:
 
     def _source_version(self, ds: DatasetMeta, table: TableMeta) -> str:
         src = table.source
-        parts: list[Any] = [ds.fingerprint(), src, self._seed_digest()]
+        parts: list[Any] = [LAYOUT, ds.fingerprint(), src, self._seed_digest()]
         if _is_file(src):
             p = Path(src)
             if not p.exists():
@@ -128,8 +131,14 @@ class DuckDBEngine:
         # A row's identity is a keyed hash of its content, not its position: adding a unit's rows
         # anywhere in the source must not change which rows of the other units are kept.
         content = ", ".join(_q(present[c.lower()]) for c in table.columns)
+        # Bound once: numeric columns are also stored clamped to their declared bounds, so that
+        # aggregates read a column instead of clamping every row of every query.
+        clamps = []
+        for col in clamped_columns(table):
+            typed = exp.Cast(this=exp.column(present[col.lower()], quoted=True), to=exp.DataType.build(SQL_TYPES[table.columns[col].type]))
+            clamps.append(f"{clamp_sql(typed, *table.columns[col].bounds).sql(dialect='duckdb')} AS {_q(CLAMPED + col)}")  # type: ignore[misc]
         sql = (
-            f"CREATE OR REPLACE TABLE {_q(src_rel)} AS SELECT {', '.join(selects)}, "
+            f"CREATE OR REPLACE TABLE {_q(src_rel)} AS SELECT {', '.join(selects + clamps)}, "
             f"hash({_lit(self._seed)}, {content}) AS {ROW_ID} FROM {reader}"
         )
         with self._lock:
@@ -184,7 +193,7 @@ class DuckDBEngine:
     def _bound(self, ds: DatasetMeta, table: TableMeta, src_rel: str, bnd_rel: str) -> None:
         unit = ds.privacy_unit
         k = table.max_rows_per_unit
-        cols = ", ".join(_q(c) for c in table.columns) + f", {ROW_ID}"
+        cols = ", ".join(_q(c) for c in [*table.columns, *(CLAMPED + n for n in clamped_columns(table))]) + f", {ROW_ID}"
         if unit is None or table.public:
             self._con.execute(f"CREATE OR REPLACE VIEW {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)}")
             return

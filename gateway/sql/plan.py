@@ -464,11 +464,7 @@ class _Build:
         if node.find(exp.AggFunc):
             raise unsupported("aggregates cannot be nested", node.find(exp.AggFunc), "nested aggregate")
         typed = self.agg_scalar(node)
-        bare_nonnull = False
-        if isinstance(node, exp.Column):
-            ref = self.source.resolve(node)
-            bare_nonnull = not ref.meta.nullable
-        return typed, bare_nonnull
+        return typed, not typed.nullable  # a value never NULL is counted by COUNT(*)
 
     def _bounded_value(self, node: exp.Expression, func: str) -> tuple[exp.Expression, float, float, bool, bool]:
         typed, bare_nonnull = self._value(node, func)
@@ -487,7 +483,9 @@ class _Build:
                 f"unbounded {func.upper()}",
             )
         lo, hi = iv
-        sql = typed.sql if isinstance(node, exp.Column) else clamp_sql(typed.sql, lo, hi)
+        # Interval arithmetic is sound but floats round: clamp a computed value once more, unless
+        # it is built only from clamped columns and literals without arithmetic.
+        sql = typed.sql if typed.exact else clamp_sql(typed.sql, lo, hi)
         return sql, lo, hi, bare_nonnull, typed.integer
 
     def _build_aggregate(self, node: exp.Expression) -> Aggregate:

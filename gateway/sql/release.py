@@ -115,25 +115,10 @@ class Mechanisms:
         return total
 
 
-def _key_filter(plan: Plan) -> exp.Expression | None:
-    conds = []
-    for key in plan.keys:
-        if key.domain is None:
-            continue
-        values = [v for v in key.domain if v is not None]
-        parts = []
-        if values:
-            parts.append(exp.In(this=key.sql.copy(), expressions=[_literal(v) for v in values]))
-        if None in key.domain:
-            parts.append(exp.Is(this=key.sql.copy(), expression=exp.Null()))
-        conds.append(exp.Paren(this=exp.or_(*parts)) if len(parts) > 1 else parts[0])
-    if not conds:
-        return None
-    return exp.and_(*conds)
-
-
 def _where(plan: Plan, extra: exp.Expression | None = None) -> exp.Expression | None:
-    parts = [p for p in (plan.where, _key_filter(plan), extra) if p is not None]
+    # No filter on the keys' public values here: `release` reads only the cells it may release, so
+    # rows of other values are never released; filtering them in SQL cost a hash join over every row.
+    parts = [p for p in (plan.where, extra) if p is not None]
     if not parts:
         return None
     return exp.and_(*[exp.Paren(this=p.copy()) for p in parts])
@@ -184,6 +169,10 @@ def _histogram(rows: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return below, equal, above
 
 
+def _in_domains(plan: Plan, cell: tuple) -> bool:
+    return all(k.domain is None or v in k.domain for k, v in zip(plan.keys, cell))
+
+
 def _cell_key(cell: tuple) -> str:
     return json.dumps([v if not isinstance(v, float) or math.isfinite(v) else None for v in cell], default=str)
 
@@ -204,6 +193,9 @@ def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) ->
     selection_accuracy: Accuracy | None = None
     if plan.selection == "threshold":
         count_id = plan.count_measure
+        # keys that have a public list keep to it; the others are what threshold selection is for
+        for cell in [c for c in exact if not _in_domains(plan, c)]:
+            del exact[cell]
         by_key = {_cell_key(c): c for c in exact}
         released = mechs.selection.release({_cell_key(c): int(v[count_id] or 0) for c, v in exact.items()})
         cells = sorted((by_key[k] for k in released), key=lambda c: tuple((v is None, str(v)) for v in c))

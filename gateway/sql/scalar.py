@@ -33,6 +33,8 @@ class Typed:
     domain: tuple | None = None  # the public set of values it can take (for GROUP BY)
     integer: bool = False
     column: tuple[str, str] | None = None  # (table alias, column) for a bare column reference
+    exact: bool = False  # every value lies in `interval` without float rounding (no outer clamp needed)
+    nullable: bool = True  # may be NULL on some row
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class ColumnRef:
     meta: ColumnMeta
     sql: exp.Expression
     is_unit: bool
+    clamped_sql: exp.Expression | None = None  # the column already clamped to its bounds, where the engine keeps it
 
 
 Resolver = Callable[[exp.Column], ColumnRef]
@@ -58,12 +61,17 @@ def as_double(e: exp.Expression) -> exp.Expression:
 
 
 def clamp_sql(e: exp.Expression, lo: float, hi: float) -> exp.Expression:
-    """`e` clamped to [lo, hi], NULL staying NULL. `e` appears twice: clamp leaves or whole values,
-    never inside another clamp's argument, so nesting does not multiply the SQL."""
-    clamped = exp.Least(
-        this=exp.Greatest(this=e, expressions=[lit_num(lo)], ignore_nulls=True), expressions=[lit_num(hi)], ignore_nulls=True
+    """`e` clamped to [lo, hi]; NULL stays NULL, NaN goes to hi (DuckDB orders NaN above all).
+
+    `e` appears three times: clamp leaves or whole values, never inside another clamp's argument, so
+    nesting does not multiply the SQL. (A CASE, not LEAST/GREATEST: it is 3x faster on DuckDB.)"""
+    return exp.Case(
+        ifs=[
+            exp.If(this=exp.LT(this=e, expression=lit_num(lo)), true=lit_num(lo)),
+            exp.If(this=exp.GT(this=e.copy(), expression=lit_num(hi)), true=lit_num(hi)),
+        ],
+        default=e.copy(),
     )
-    return exp.Case(ifs=[exp.If(this=exp.Is(this=e.copy(), expression=exp.Null()), true=exp.Null())], default=clamped)
 
 
 INF = math.inf
@@ -170,27 +178,34 @@ class ScalarCompiler:
         if t in (ColumnType.INT, ColumnType.FLOAT):
             b = meta.bounds
             sql: exp.Expression = ref.sql
-            if self.clamp and b is not None:
-                sql = clamp_sql(ref.sql, *b)
+            clamped = self.clamp and b is not None
+            if clamped:
+                sql = ref.clamped_sql if ref.clamped_sql is not None else clamp_sql(ref.sql, *b)  # type: ignore[misc]
             domain = None
             if t == ColumnType.INT and b is not None and b[1] - b[0] < 1000:
                 domain = tuple(range(int(b[0]), int(b[1]) + 1)) + ((None,) if meta.nullable else ())
-            return Typed(sql, NUM, (b if self.clamp and b else UNBOUNDED), domain, integer=t == ColumnType.INT, column=(ref.alias, ref.name))
+            return Typed(
+                sql, NUM, (b if clamped else UNBOUNDED), domain, integer=t == ColumnType.INT,
+                column=(ref.alias, ref.name), exact=clamped, nullable=meta.nullable,
+            )
         if t == ColumnType.CATEGORY:
             cats = meta.public_categories
             domain = None if cats is None else cats + ((None,) if meta.nullable else ())
-            return Typed(ref.sql, STR, domain=domain, column=(ref.alias, ref.name))
+            return Typed(ref.sql, STR, domain=domain, column=(ref.alias, ref.name), nullable=meta.nullable)
         if t == ColumnType.BOOL:
-            return Typed(ref.sql, BOOL, domain=(False, True) + ((None,) if meta.nullable else ()), column=(ref.alias, ref.name))
+            return Typed(
+                ref.sql, BOOL, domain=(False, True) + ((None,) if meta.nullable else ()), column=(ref.alias, ref.name),
+                exact=True, nullable=meta.nullable,
+            )
         if t == ColumnType.DATE:
-            return Typed(ref.sql, DATE, column=(ref.alias, ref.name))
+            return Typed(ref.sql, DATE, column=(ref.alias, ref.name), nullable=meta.nullable)
         raise AssertionError(t)
 
     def _literal(self, node: exp.Literal) -> Typed:
         if node.is_string:
             if len(node.this) > MAX_LITERAL_CHARS:
                 raise unsupported(f"string literals are limited to {MAX_LITERAL_CHARS} characters", node, "literal")
-            return Typed(exp.Literal.string(node.this), STR, domain=(node.this,))
+            return Typed(exp.Literal.string(node.this), STR, domain=(node.this,), exact=True, nullable=False)
         try:
             v = float(node.this)
         except ValueError:
@@ -198,17 +213,17 @@ class ScalarCompiler:
         if not math.isfinite(v) or abs(v) > 1e15:
             raise unsupported("numeric literals are limited to magnitude 1e15", node, "literal")
         is_int = float(v).is_integer() and "." not in node.this and "e" not in node.this.lower()
-        return Typed(lit_num(v), NUM, (v, v), (int(v) if is_int else v,), integer=is_int)
+        return Typed(lit_num(v), NUM, (v, v), (int(v) if is_int else v,), integer=is_int, exact=True, nullable=False)
 
     def _boolean(self, node: exp.Boolean) -> Typed:
-        return Typed(exp.Boolean(this=bool(node.this)), BOOL, domain=(bool(node.this),))
+        return Typed(exp.Boolean(this=bool(node.this)), BOOL, domain=(bool(node.this),), exact=True, nullable=False)
 
     def _null(self, node: exp.Null) -> Typed:
-        return Typed(exp.Null(), NULL, domain=(None,))
+        return Typed(exp.Null(), NULL, domain=(None,), exact=True)
 
     def _paren(self, node: exp.Paren) -> Typed:
         inner = self.compile(node.this)
-        return Typed(exp.Paren(this=inner.sql), inner.type, inner.interval, inner.domain, inner.integer)
+        return Typed(exp.Paren(this=inner.sql), inner.type, inner.interval, inner.domain, inner.integer, exact=inner.exact, nullable=inner.nullable)
 
     # arithmetic
     def _num(self, node: exp.Expression, what: str) -> Typed:
@@ -230,12 +245,12 @@ class ScalarCompiler:
             iv = (-m, m)
         else:
             iv = _ival(op, a.interval, b.interval)
-        return Typed(sql, NUM, iv)
+        return Typed(sql, NUM, iv, nullable=a.nullable or b.nullable or op in ("/", "%"))
 
     def _neg(self, node: exp.Neg) -> Typed:
         a = self._num(node.this, "-")
         iv = (-(a.interval or UNBOUNDED)[1], -(a.interval or UNBOUNDED)[0])
-        return Typed(exp.Neg(this=as_double(a.sql)), NUM, iv, integer=a.integer)
+        return Typed(exp.Neg(this=as_double(a.sql)), NUM, iv, integer=a.integer, exact=a.exact, nullable=a.nullable)
 
     def _unary_func(self, node: exp.Expression) -> Typed:
         name = UNARY_NUM[type(node)]
@@ -249,7 +264,7 @@ class ScalarCompiler:
             iv = (-1.0, 1.0)
         else:  # FLOOR and CEIL move a value by less than one
             iv = (lo - 1, hi + 1)
-        return Typed(exp.Anonymous(this=name, expressions=[as_double(a.sql)]), NUM, iv)
+        return Typed(exp.Anonymous(this=name, expressions=[as_double(a.sql)]), NUM, iv, nullable=a.nullable)
 
     def _round(self, node: exp.Round) -> Typed:
         a = self._num(node.this, "ROUND")
@@ -266,7 +281,7 @@ class ScalarCompiler:
         step = 10.0 ** (-d)
         lo, hi = a.interval or UNBOUNDED
         iv = (lo - step, hi + step)
-        return Typed(exp.Anonymous(this="ROUND", expressions=args), NUM, iv)
+        return Typed(exp.Anonymous(this="ROUND", expressions=args), NUM, iv, nullable=a.nullable)
 
     def _least_greatest(self, node: exp.Expression) -> Typed:
         is_least = isinstance(node, exp.Least)
@@ -283,7 +298,10 @@ class ScalarCompiler:
         args = [as_double(p.sql) if t == NUM else p.sql for p in parts]
         cls = exp.Least if is_least else exp.Greatest
         # DuckDB's LEAST/GREATEST skip NULLs; saying so keeps sqlglot from repeating the arguments
-        return Typed(cls(this=args[0], expressions=args[1:], ignore_nulls=True), t, iv)
+        return Typed(
+            cls(this=args[0], expressions=args[1:], ignore_nulls=True), t, iv,
+            exact=all(p.exact for p in parts), nullable=all(p.nullable for p in parts),
+        )
 
     def _coalesce(self, node: exp.Coalesce) -> Typed:
         parts = [self.compile(node.this)] + [self.compile(e) for e in node.expressions]
@@ -293,7 +311,10 @@ class ScalarCompiler:
         t = types.pop() if types else NULL
         iv = _union([p for p in parts if p.type == NUM]) if t == NUM else None
         args = [as_double(p.sql) if t == NUM and p.type == NUM else p.sql for p in parts]
-        return Typed(exp.Coalesce(this=args[0], expressions=args[1:]), t, iv)
+        return Typed(
+            exp.Coalesce(this=args[0], expressions=args[1:]), t, iv,
+            exact=all(p.exact for p in parts), nullable=all(p.nullable for p in parts),
+        )
 
     # predicates
     def _coerce_pair(self, a: Typed, b: Typed, node: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
@@ -438,7 +459,10 @@ class ScalarCompiler:
             return as_double(r.sql) if t == NUM and r.type == NUM else r.sql
 
         ifs = [exp.If(this=c, true=cast(v)) for c, v in branches]
-        return Typed(exp.Case(ifs=ifs, default=cast(dval)), t, iv, domain)
+        return Typed(
+            exp.Case(ifs=ifs, default=cast(dval)), t, iv, domain,
+            exact=all(r.exact for r in results), nullable=any(r.nullable for r in results),
+        )
 
     def _cast(self, node: exp.Cast) -> Typed:
         to = node.args["to"]
@@ -470,7 +494,7 @@ class ScalarCompiler:
             domain = tuple(range(rng[0], rng[1] + 1)) + ((None,) if self._nullable(a) else ())
         iv = (float(rng[0]), float(rng[1])) if rng is not None else None
         sql = exp.Extract(this=exp.var(part), expression=a.sql)
-        return Typed(sql, NUM, iv, domain, integer=True)
+        return Typed(sql, NUM, iv, domain, integer=True, exact=iv is not None, nullable=a.nullable)
 
     def _date_bounds(self, a: Typed) -> tuple[dt.datetime, dt.datetime] | None:
         ref = self._ref_of(a)

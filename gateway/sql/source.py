@@ -20,6 +20,12 @@ from gateway.sql.parse import position, unsupported
 from gateway.sql.scalar import ColumnRef
 
 ROW_ID = "_dpgate_row"
+CLAMPED = "_dpgate_c_"  # prefix of a numeric column stored clamped to its declared bounds ("bound once")
+
+
+def clamped_columns(meta: TableMeta) -> list[str]:
+    """The columns the engine also stores clamped: numbers with declared bounds."""
+    return [c for c, m in meta.columns.items() if m.bounds is not None]
 
 
 class Relations(Protocol):
@@ -144,12 +150,14 @@ class Source:
         if len(candidates) > 1 and not (unit and candidates[0][1].lower() == unit.lower()):
             raise unsupported(f"column {name!r} is ambiguous; qualify it with a table alias", node, "column")
         use, col_name = candidates[0]
+        meta = use.meta.columns[col_name]
         return ColumnRef(
             alias=use.alias,
             name=col_name,
-            meta=use.meta.columns[col_name],
+            meta=meta,
             sql=self.column_sql(use.alias, col_name),
             is_unit=unit is not None and col_name.lower() == unit.lower() and not use.meta.public,
+            clamped_sql=self.column_sql(use.alias, CLAMPED + col_name) if meta.bounds is not None else None,
         )
 
     # rendering
@@ -186,7 +194,7 @@ class Source:
             cols = [
                 exp.alias_(exp.Column(this=_q(c), table=_q(t.alias)), f"{t.alias}__{c}", quoted=True)
                 for t in (a, b)
-                for c in t.meta.columns
+                for c in [*t.meta.columns, *(CLAMPED + n for n in clamped_columns(t.meta))]
             ]
             inner = exp.select(*cols).from_(self._relation(a, bounded=True))
             inner = inner.join(self._join_clause(b))

@@ -85,7 +85,7 @@ def test_a_nullable_categorys_null_group_is_present(bank: Gateway) -> None:
     a = ask(bank, "SELECT note, COUNT(*) AS n, AVG(qty) AS q FROM tx GROUP BY note")
     assert [r[0] for r in a.rows] == ["x", "y", None]  # 'z' is in the data but not public: never released
     cells = {r[0]: r[1] for r in exact(bank, "SELECT note, COUNT(*) FROM tx GROUP BY note")}
-    assert set(cells) == {"x", "y", None}
+    assert {"x", "y", None} <= set(cells)  # the engine may group other values too; they are never released
     assert cells[None] == scalar(bank, "SELECT count(*) FROM bnd__bank__tx WHERE note IS NULL")
     b = ask(bank, "SELECT qty, COUNT(*) FROM tx GROUP BY qty")
     assert [r[0] for r in b.rows] == [*range(11), None]
