@@ -44,6 +44,10 @@ class Measure:
     upper: float = 0.0
     alpha: Fraction = Fraction(1, 2)
     value_integer: bool = False
+    # A centred sum is derived, not scanned: exact = base - center * count (the engine sums once)
+    base: str | None = None
+    count: str | None = None
+    center: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -532,7 +536,8 @@ class _Build:
         mid = (lo + hi) / 2
         half = (hi - lo) / 2
         centered = exp.Sub(this=value, expression=lit_num(mid))
-        s = self._measure(f"csum:{norm}", "sum", exp.Sum(this=centered), k * half, False)
+        total = self._measure(f"sum:{norm}", "sum", exp.Sum(this=value.copy()), k * max(abs(lo), abs(hi)), False)
+        s = self._measure(f"csum:{norm}", "sum", None, k * half, False, base=total, count=count, center=mid)
         if func == "avg":
             return Aggregate(aid, "avg", (count, s), lo, hi)
         square = exp.Mul(this=exp.Paren(this=centered.copy()), expression=exp.Paren(this=centered.copy()))

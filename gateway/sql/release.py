@@ -124,10 +124,15 @@ def _where(plan: Plan, extra: exp.Expression | None = None) -> exp.Expression | 
     return exp.and_(*[exp.Paren(this=p.copy()) for p in parts])
 
 
+def _scanned(plan: Plan) -> list[Measure]:
+    """The measures the engine computes in the main query (not quantiles, not derived sums)."""
+    return [m for m in plan.measures if m.kind != "quantile" and m.base is None]
+
+
 def main_query(plan: Plan) -> exp.Select | None:
     """The exact aggregates per cell, as the engine runs them."""
     cols: list[exp.Expression] = [exp.alias_(k.sql.copy(), k.id, quoted=True) for k in plan.keys]
-    cols += [exp.alias_(m.sql.copy(), m.id, quoted=True) for m in plan.measures if m.kind != "quantile"]  # type: ignore[union-attr]
+    cols += [exp.alias_(m.sql.copy(), m.id, quoted=True) for m in _scanned(plan)]  # type: ignore[union-attr]
     if len(cols) == len(plan.keys):
         return None  # keys from their public domains only: nothing to read
     select = plan.source.render(exp.select(*cols), _where(plan))
@@ -177,17 +182,27 @@ def _cell_key(cell: tuple) -> str:
     return json.dumps([v if not isinstance(v, float) or math.isfinite(v) else None for v in cell], default=str)
 
 
-def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) -> Answer:
-    mechs = mechanisms or Mechanisms(plan)
+def exact_cells(plan: Plan, engine: Engine) -> dict[tuple, dict[str, Any]]:
+    """Per GROUP BY cell found in the data, the exact value of every non-quantile measure."""
     nkeys = len(plan.keys)
     exact: dict[tuple, dict[str, Any]] = {}
     q = main_query(plan)
-    if q is not None:
-        names = [k.id for k in plan.keys] + [m.id for m in plan.measures if m.kind != "quantile"]
-        for row in engine.execute(q):
-            cell = tuple(row[:nkeys])
-            exact[cell] = dict(zip(names[nkeys:], row[nkeys:]))
+    if q is None:
+        return exact
+    names = [m.id for m in _scanned(plan)]
+    for row in engine.execute(q):
+        exact[tuple(row[:nkeys])] = dict(zip(names, row[nkeys:]))
+    for m in plan.measures:
+        if m.base is not None:
+            for v in exact.values():
+                v[m.id] = float(v[m.base] or 0) - m.center * float(v[m.count] or 0)  # type: ignore[index]
+    return exact
 
+
+def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) -> Answer:
+    mechs = mechanisms or Mechanisms(plan)
+    nkeys = len(plan.keys)
+    exact = exact_cells(plan, engine)
     cells = plan.cells
     noisy_counts: dict[tuple, int] = {}
     selection_accuracy: Accuracy | None = None
