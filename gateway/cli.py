@@ -118,8 +118,8 @@ def demo(
         for dataset, sql, eps, delta in DEMO_QUERIES:
             print_answer(dataset, sql, service.query(name, QueryRequest(dataset, sql, eps, delta)))
     base = f"http://{settings.host}:{settings.port}"
-    console.print(f"analyst [bold]{name}[/] key (shown once): [bold]{key}[/]")
-    console.print(f"admin key (shown once): {admin_key}\n")
+    console.print(f"analyst [bold]{name}[/] key (shown once): [bold]{key}[/]", soft_wrap=True)
+    console.print(f"admin key (shown once): {admin_key}\n", soft_wrap=True)
     body = json.dumps({"dataset": "cards", "sql": "SELECT merchant_category, COUNT(*) AS n FROM transactions GROUP BY merchant_category", "epsilon": 0.5})
     console.print("try:", soft_wrap=True)
     console.print(f"curl -s {base}/v1/queries -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{body}'", soft_wrap=True, highlight=False)

@@ -16,7 +16,7 @@ def test_demo_answers_examples_and_prints_a_key(tmp_path: Path, monkeypatch) -> 
     result = CliRunner().invoke(app, ["demo", "--no-serve", "--rows", "20000"])
     assert result.exit_code == 0, result.output
     assert result.output.count("cost: ε=") == len(DEMO_QUERIES)
-    key = re.search(r"key \(shown once\): (dpg_\S+)", result.output)
+    key = re.search(r"analyst \S+ key \(shown once\):\s*(dpg_\S+)", result.output)
     assert key, result.output
     assert "curl -s http://127.0.0.1:8000/v1/queries" in result.output
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
