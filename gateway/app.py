@@ -98,17 +98,32 @@ def create_app(
         "gateway": gateway,
         "ledger": ledger,
         "queries": QueryService(gateway, ledger),
+        "training": _training_service(settings, gateway, ledger),
         "metrics": Metrics(),
     }
     install_problem_handlers(app)
     _install_request_hooks(app)
 
-    from gateway.http import admin, analyst, health
+    from gateway.http import admin, analyst, health, training
 
     app.register_blueprint(health.bp)
     app.register_blueprint(analyst.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(training.bp)
     return app
+
+
+def _training_service(settings: Settings, gateway: Gateway, ledger: Ledger) -> Any:
+    """Training reads the bounded rows inside the gateway; it sees metadata as the §4 JSON shape."""
+    from training.service import TrainingService
+
+    return TrainingService(
+        data_dir=settings.data_dir,
+        db_url=settings.ledger,
+        ledger=ledger,
+        datasets=lambda name: gateway.catalog.get(name).model_dump(mode="json"),
+        read_table=gateway.engine.read_bounded,
+    )
 
 
 def ext(name: str) -> Any:

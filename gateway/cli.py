@@ -175,6 +175,48 @@ def budget(url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
     console.print_json(data=_call(_client(url, key).budget))
 
 
+@app.command()
+def train(
+    task: Annotated[Optional[str], typer.Option(help="a named task: credit_default, fraud")] = None,
+    dataset: Annotated[Optional[str], typer.Option()] = None,
+    table: Annotated[Optional[str], typer.Option()] = None,
+    label: Annotated[Optional[str], typer.Option()] = None,
+    positive: Annotated[Optional[str], typer.Option()] = None,
+    method: Annotated[str, typer.Option(help="dpsgd, logreg, naive_bayes, random_forest")] = "dpsgd",
+    epsilon: Annotated[float, typer.Option("--epsilon", "-e")] = 1.0,
+    delta: Annotated[float, typer.Option("--delta")] = 1e-6,
+    params: Annotated[Optional[str], typer.Option(help="JSON object of hyper-parameters")] = None,
+    follow: Annotated[bool, typer.Option(help="follow the job with a progress bar")] = True,
+    url: URL = "http://127.0.0.1:8000",
+    key: KEY = None,
+) -> None:
+    """Start a training job (charged before it runs) and follow it."""
+    import time
+
+    client = _client(url, key)
+    job: dict[str, Any] = {"method": method, "epsilon": epsilon, "delta": delta}
+    for name, value in (("task", task), ("dataset", dataset), ("table", table), ("label", label), ("positive", positive)):
+        if value is not None:
+            job[name] = value
+    if params:
+        job["params"] = json.loads(params)
+    started = _call(client.train, job)
+    console.print(f"job {started['job_id']} accepted; charged ε={started['cost']['epsilon']:g}, δ={started['cost']['delta']:g}")
+    if not follow:
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), *Progress.get_default_columns()[1:], console=console) as bar:
+        task_id = bar.add_task("training", total=1.0)
+        while True:
+            status = _call(client.job, started["job_id"])
+            bar.update(task_id, completed=status.get("progress") or 0.0, description=status["status"])
+            if status["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.5)
+    console.print_json(data=status)
+    if status.get("model_id"):
+        console.print_json(data=_call(client.model, status["model_id"]))
+
+
 @admin_app.command("create-analyst")
 def admin_create_analyst(
     name: str, role: Annotated[str, typer.Option()] = "analyst", organisation: Annotated[Optional[str], typer.Option()] = None,

@@ -63,6 +63,22 @@ class Client:
     def budget(self) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/budget")["budgets"]
 
+    # training
+    def train(self, job: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/v1/training-jobs", job)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/training-jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/v1/training-jobs/{job_id}/cancel")
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/models/{model_id}")
+
+    def predict(self, model_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.request("POST", f"/v1/models/{model_id}/predict", {"rows": rows})["predictions"]
+
     # admin
     def create_analyst(self, name: str, *, role: str = "analyst", organisation: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "role": role}

@@ -70,6 +70,12 @@ def install_problem_handlers(app: APIFlask) -> None:
     def _core_error(error: DpgateError) -> Any:
         return problem(error.status, error.code, error.message, **_extra(error.to_dict()))
 
+    from training.errors import TrainingError
+
+    @app.errorhandler(TrainingError)
+    def _training_error(error: TrainingError) -> Any:
+        return problem(error.status, error.code, error.message, **_extra(error.to_dict()))
+
     @app.errorhandler(LedgerError)
     def _ledger_error(error: LedgerError) -> Any:
         return problem(error.status, error.code, error.message, **_extra(error.to_dict()))

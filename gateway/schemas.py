@@ -78,3 +78,23 @@ class Problem(BaseModel):
     detail: str
     code: str
     instance: str | None = None
+
+
+class TrainingJobIn(_In):
+    """A training job. Give `task` (credit_default, fraud) or dataset, table and label."""
+
+    task: str | None = None
+    dataset: str | None = Field(default=None, max_length=64)
+    table: str | None = Field(default=None, max_length=64)
+    label: str | None = Field(default=None, max_length=64)
+    positive: str | int | float | bool | None = None
+    features: list[str] | None = None
+    method: Literal["dpsgd", "logreg", "naive_bayes", "random_forest", "nonprivate", "pate"] = "dpsgd"
+    epsilon: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
+    delta: float = Field(default=0.0, ge=0, lt=0.001, allow_inf_nan=False)
+    params: dict[str, Any] | None = None
+    public_table: str | None = Field(default=None, max_length=64)
+
+
+class PredictIn(_In):
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)

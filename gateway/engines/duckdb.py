@@ -270,6 +270,19 @@ class DuckDBEngine:
         finally:
             cur.close()
 
+    def read_bounded(self, dataset: str, table: str, columns: list[str]) -> Any:
+        """The bounded rows of a table (at most max_rows_per_unit per unit), for training inside the
+        gateway: these rows never leave it."""
+        rel = self.relation_name(dataset, table, bounded=True)
+        cols = ", ".join(_q(c) for c in columns)
+        cur = self._con.cursor()
+        try:
+            return cur.execute(f"SELECT {cols} FROM {_q(rel)} ORDER BY {ROW_ID}").df()
+        except duckdb.Error as e:
+            raise EngineError(type(e).__name__) from None
+        finally:
+            cur.close()
+
     def load_frame(self, name: str, frame: Any) -> None:
         """Put a DataFrame into the engine as a table (used by tests and the demo loader)."""
         with self._lock:

@@ -1,0 +1,58 @@
+"""Training jobs and models: DP-SGD and classic private models, charged before they run."""
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import g
+
+from gateway.app import auth, ext
+from gateway.schemas import PredictIn, TrainingJobIn
+
+bp = APIBlueprint("training", __name__, tag="training", url_prefix="/v1")
+ROLES = ["analyst", "admin"]
+
+
+def _service():  # type: ignore[no-untyped-def]
+    return ext("training")
+
+
+@bp.post("/training-jobs")
+@bp.auth_required(auth, roles=ROLES)
+@bp.input(TrainingJobIn, arg_name="body")
+@bp.doc(summary="Start a training job; its whole cost is charged before it runs",
+        responses={202: "accepted", 400: "invalid job", 403: "forbidden or budget exhausted", 404: "unknown dataset"})
+def start_job(body: TrainingJobIn) -> tuple[dict[str, Any], int]:
+    job = body.model_dump(exclude_none=True)
+    if job.get("delta") == 0.0 and "delta" not in body.model_fields_set:
+        job.pop("delta")
+    return _service().start(g.analyst.name, job, is_admin=g.analyst.is_admin), 202
+
+
+@bp.get("/training-jobs/<job_id>")
+@bp.auth_required(auth, roles=ROLES)
+@bp.doc(summary="A job's status, progress, DP metrics and cost (your own jobs)", responses={404: "not found"})
+def job_status(job_id: str) -> dict[str, Any]:
+    return _service().status(g.analyst.name, job_id, is_admin=g.analyst.is_admin)
+
+
+@bp.post("/training-jobs/<job_id>/cancel")
+@bp.auth_required(auth, roles=ROLES)
+@bp.doc(summary="Cancel a job (its charge stays)", responses={404: "not found"})
+def cancel_job(job_id: str) -> dict[str, Any]:
+    return _service().cancel(g.analyst.name, job_id, is_admin=g.analyst.is_admin)
+
+
+@bp.get("/models/<model_id>")
+@bp.auth_required(auth, roles=ROLES)
+@bp.doc(summary="A model card (exact metrics for administrators only)", responses={404: "not found"})
+def model_card(model_id: str) -> dict[str, Any]:
+    return _service().model_card(g.analyst.name, model_id, is_admin=g.analyst.is_admin)
+
+
+@bp.post("/models/<model_id>/predict")
+@bp.auth_required(auth, roles=ROLES)
+@bp.input(PredictIn, arg_name="body")
+@bp.doc(summary="Predictions of a model for rows of features", responses={400: "bad rows", 404: "not found"})
+def predict(model_id: str, body: PredictIn) -> dict[str, Any]:
+    return _service().predict(g.analyst.name, model_id, body.rows, is_admin=g.analyst.is_admin)

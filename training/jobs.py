@@ -1,0 +1,223 @@
+"""Training job bodies: validation, named tasks, per-method parameters. Pure: no data, no I/O.
+
+A body (DESIGN.md §4): ``{dataset, table, label, positive?, features?, method, epsilon, delta, params?}``,
+or ``{task, method, epsilon, delta, ...}`` with a named task filling dataset, table, label and positive.
+Every check here runs before any private data is touched, so a refusal costs nothing and reveals nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from mechanisms.cost import to_fraction
+
+from .classic import CLASSIC_METHODS
+from .errors import InvalidJob
+
+__all__ = ["GRAD_SAMPLE_MODES", "METHODS", "TASKS", "JobSpec", "Task", "parse_job"]
+
+#: Opacus' per-sample-gradient modes a DP-SGD job may ask for ("auto" picks; see `service`).
+GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named training task of the demo catalog."""
+
+    dataset: str
+    table: str
+    label: str
+    positive: Any
+    title: str
+
+
+TASKS: dict[str, Task] = {
+    "credit_default": Task("cards", "card_customers", "default", "Yes", "credit-card default (ISLR Default)"),
+    "fraud": Task("cards", "transactions", "is_fraud", True, "card-transaction fraud"),
+}
+
+# name -> (type, default, min, max); `list` params are validated by name below
+_SHARED: dict[str, tuple[type, Any, float, float]] = {
+    "metrics_share": (float, 0.1, 0.01, 0.5),
+    "test_fraction": (float, 0.2, 0.05, 0.5),
+}
+_MLP: dict[str, tuple[type, Any, float, float]] = {
+    "epochs": (float, 2.0, 0.01, 100.0),
+    "batch_size": (int, 128, 1, 100_000),
+    "lr": (float, 0.02, 1e-6, 10.0),
+    "hidden": (list, [64, 32], 0, 4),
+}
+_DPSGD: dict[str, tuple[type, Any, float, float]] = {
+    **_MLP,
+    "max_grad_norm": (float, 1.0, 1e-4, 1e4),
+    "grad_sample_mode": (str, "auto", 0, 0),
+    "size_share": (float, 0.01, 0.001, 0.2),
+}
+
+#: method -> its parameters (with the shared ones); the registry the service dispatches on
+METHODS: dict[str, dict[str, tuple[type, Any, float, float]]] = {
+    "dpsgd": {**_SHARED, **_DPSGD},
+    "nonprivate": {**_SHARED, **_MLP},
+    **{name: {**_SHARED, **m.params} for name, m in CLASSIC_METHODS.items()},
+}
+
+MAX_EPSILON = Fraction(100)
+_KEYS = {"task", "dataset", "table", "label", "positive", "features", "method", "epsilon", "delta", "params"}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job: exact (ε, δ), parameters with their defaults filled in."""
+
+    dataset: str
+    table: str
+    label: str
+    positive: Any
+    features: tuple[str, ...] | None
+    method: str
+    epsilon: Fraction
+    delta: Fraction
+    params: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "dataset": self.dataset,
+            "table": self.table,
+            "label": self.label,
+            "positive": self.positive,
+            "features": None if self.features is None else list(self.features),
+            "method": self.method,
+            "epsilon": str(self.epsilon),
+            "delta": str(self.delta),
+            "params": self.params,
+        }
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> JobSpec:
+        return JobSpec(
+            dataset=d["dataset"],
+            table=d["table"],
+            label=d["label"],
+            positive=d["positive"],
+            features=None if d.get("features") is None else tuple(d["features"]),
+            method=d["method"],
+            epsilon=Fraction(d["epsilon"]),
+            delta=Fraction(d["delta"]),
+            params=dict(d.get("params") or {}),
+            task=d.get("task"),
+        )
+
+
+def parse_job(body: Any) -> JobSpec:
+    """Validate a job body; raises InvalidJob naming the field."""
+    if not isinstance(body, Mapping):
+        raise InvalidJob("the job must be a JSON object", field="body")
+    unknown = sorted(str(k)[:64] for k in body if k not in _KEYS)
+    if unknown:
+        extra = " (PATE is not available yet)" if "public_table" in unknown else ""
+        raise InvalidJob(f"unknown job members: {', '.join(unknown)}{extra}", field=unknown[0])
+    where = dict(body)
+    task_name = where.get("task")
+    if task_name is not None:
+        if not isinstance(task_name, str) or task_name not in TASKS:
+            raise InvalidJob(f"unknown task; known: {', '.join(sorted(TASKS))}", field="task")
+        task = TASKS[task_name]
+        for key, value in (("dataset", task.dataset), ("table", task.table), ("label", task.label)):
+            if where.get(key) is not None and where[key] != value:
+                raise InvalidJob(f"task {task_name!r} fixes {key}; leave it out", field=key)
+            where[key] = value
+        if where.get("positive") is None:
+            where["positive"] = task.positive
+    for key in ("dataset", "table", "label"):
+        value = where.get(key)
+        if not isinstance(value, str) or not value or len(value) > 200:
+            raise InvalidJob(f"{key} is required (a name), or give a task", field=key)
+    positive = where.get("positive")
+    if positive is not None and not isinstance(positive, (str, int, float, bool)):
+        raise InvalidJob("positive must be a string, number or boolean", field="positive")
+    features = where.get("features")
+    if features is not None:
+        if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+            raise InvalidJob("features must be a non-empty list of column names", field="features")
+    method = where.get("method", "dpsgd")
+    if not isinstance(method, str) or method not in METHODS:
+        raise InvalidJob(f"method must be one of {', '.join(METHODS)}", field="method")
+    epsilon = _amount(where.get("epsilon"), "epsilon", required=method != "nonprivate")
+    delta = _amount(where.get("delta", 0), "delta", required=False)
+    if method != "nonprivate":
+        if epsilon <= 0 or epsilon > MAX_EPSILON:
+            raise InvalidJob(f"epsilon must be in (0, {MAX_EPSILON}]", field="epsilon")
+    if not 0 <= delta < 1:
+        raise InvalidJob("delta must be in [0, 1)", field="delta")
+    if method == "dpsgd" and delta == 0:
+        raise InvalidJob("DP-SGD needs delta > 0 (the Gaussian mechanism is not pure ε-DP)", field="delta")
+    params = _params(method, where.get("params"))
+    return JobSpec(
+        dataset=where["dataset"],
+        table=where["table"],
+        label=where["label"],
+        positive=positive,
+        features=None if features is None else tuple(features),
+        method=method,
+        epsilon=epsilon,
+        delta=delta,
+        params=params,
+        task=task_name,
+    )
+
+
+def _amount(value: Any, name: str, *, required: bool) -> Fraction:
+    if value is None:
+        if required:
+            raise InvalidJob(f"{name} is required", field=name)
+        return Fraction(0)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidJob(f"{name} must be a number", field=name)
+    try:
+        return to_fraction(value, name=name)
+    except ValueError:
+        raise InvalidJob(f"{name} must be a finite number", field=name) from None
+
+
+def _params(method: str, given: Any) -> dict[str, Any]:
+    table = METHODS[method]
+    if given is None:
+        given = {}
+    if not isinstance(given, Mapping):
+        raise InvalidJob("params must be an object", field="params")
+    unknown = sorted(str(k)[:64] for k in given if k not in table)
+    if unknown:
+        raise InvalidJob(
+            f"unknown parameters for {method}: {', '.join(unknown)} (known: {', '.join(sorted(table))})",
+            field=f"params.{unknown[0]}",
+        )
+    out: dict[str, Any] = {}
+    for name, (kind, default, lo, hi) in table.items():
+        value = given.get(name, default)
+        where = f"params.{name}"
+        if kind is list:  # hidden layer widths
+            if not isinstance(value, list) or not lo <= len(value) <= hi or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in value
+            ):
+                raise InvalidJob(f"{name} must be a list of at most {int(hi)} widths in [1, 1024]", field=where)
+            out[name] = list(value)
+        elif kind is str:
+            choices = ("auto", *GRAD_SAMPLE_MODES)
+            if value not in choices:
+                raise InvalidJob(f"{name} must be one of {', '.join(choices)}", field=where)
+            out[name] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidJob(f"{name} must be a number", field=where)
+            if kind is int and (not float(value).is_integer()):
+                raise InvalidJob(f"{name} must be an integer", field=where)
+            number = kind(value)
+            if not lo <= number <= hi:
+                raise InvalidJob(f"{name} must be in [{lo:g}, {hi:g}]", field=where)
+            out[name] = number
+    return out
