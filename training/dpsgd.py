@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
@@ -123,6 +124,15 @@ def plan_dpsgd(
     `units_estimate` is a noisy (already paid for) count of the training units: q = batch_size / it,
     capped at 1; steps = ceil(epochs / q). Raises InvalidJob when no noise multiplier reaches the target.
     """
+    # The PRV accountant takes log(0) = -inf on parts of its domain for some q; that is expected and
+    # harmless (its ε is checked below), so numpy's floating-point warnings are silenced here, per thread.
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
+        return _plan_dpsgd(target_epsilon, delta, units_estimate, batch_size, epochs, max_grad_norm)
+
+
+def _plan_dpsgd(
+    target_epsilon: float, delta: float, units_estimate: int, batch_size: int, epochs: float, max_grad_norm: float
+) -> DPSGDPlan:
     q = min(1.0, batch_size / max(1, units_estimate))
     steps = max(1, math.ceil(epochs / q))
     # σ's search stops within 1% of the target: ε left unspent is at most that, and each accountant
