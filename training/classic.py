@@ -90,7 +90,9 @@ CLASSIC_METHODS: dict[str, ClassicMethod] = {
 }
 
 
-def fit_classic(method: str, *, epsilon: float, spec: FeatureSpec, params: dict[str, Any], x: np.ndarray, y: np.ndarray) -> Any:
+def fit_classic(
+    method: str, *, epsilon: float, spec: FeatureSpec, params: dict[str, Any], x: np.ndarray, y: np.ndarray
+) -> Any:
     """Fit the diffprivlib model of `method` at row-level `epsilon` on encoded rows."""
     if len(x) == 0:
         raise InvalidJob("the training part of the table is empty", field="table")

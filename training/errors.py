@@ -78,7 +78,7 @@ class Forbidden(TrainingError, PermissionError):
 
 
 class JobFailed(TrainingError, RuntimeError):
-    """A job stopped with an error; its message is safe to show (it names no private value)."""
+    """The service cannot take the job now (it is shutting down) (503)."""
 
-    code = "job_failed"
-    status = 500
+    code = "unavailable"
+    status = 503

@@ -3,10 +3,12 @@
 Every transformation here is fixed by the dataset's declared metadata before any row is read, so it is
 the same function on neighbouring datasets (it adds no privacy cost and leaks nothing through its
 parameters): numbers and dates are scaled to [0, 1] by their declared ``[lower, upper]`` and clamped —
-never by the data's min, max or mean; categories are one-hot over their public list, and a value outside
-the list encodes as all zeros; booleans are 0/1; a NULL encodes as 0, and a nullable column gets one
-more feature, its is-null indicator (for a nullable category, NULL is part of its public domain and the
-indicator is its one-hot bit).
+never by the data's min, max or mean — and a date adds its day of the week (a timestamp, declared with
+times in its bounds, also its time of day) as a point on a circle, ((sin + 1)/2, (cos + 1)/2);
+categories are one-hot over their public list, and a value outside the list encodes as all zeros;
+booleans are 0/1; a NULL encodes as 0, and a nullable column gets one more feature, its is-null
+indicator (for a nullable category, NULL is part of its public domain and the indicator is its one-hot
+bit).
 
 The encoded rows lie in [0, 1]^d with at most one 1 per one-hot group, which bounds their L2 norm by a
 public constant (`FeatureSpec.max_norm`): diffprivlib's logistic regression needs that bound.
@@ -66,14 +68,18 @@ class FeatureColumn:
     upper: float | None = None
     categories: tuple[str, ...] = ()
     nullable: bool = False
+    cycles: tuple[str, ...] = ()  # dates: "hour" (timestamps), "weekday" — each as (sin, cos) in [0, 1]
 
     @property
     def width(self) -> int:
-        base = len(self.categories) if self.type == "category" else 1
+        base = len(self.categories) if self.type == "category" else 1 + 2 * len(self.cycles)
         return base + (1 if self.nullable else 0)
 
     def output_names(self) -> list[str]:
-        names = [f"{self.name}={c}" for c in self.categories] if self.type == "category" else [self.name]
+        if self.type == "category":
+            names = [f"{self.name}={c}" for c in self.categories]
+        else:
+            names = [self.name] + [f"{self.name}:{c}_{f}" for c in self.cycles for f in ("sin", "cos")]
         if self.nullable:
             names.append(f"{self.name}:null")
         return names
@@ -84,6 +90,8 @@ class FeatureColumn:
             out["categories"] = list(self.categories)
         else:
             out["lower"], out["upper"] = self.lower, self.upper
+        if self.cycles:
+            out["cycles"] = list(self.cycles)
         return out
 
     @staticmethod
@@ -95,6 +103,7 @@ class FeatureColumn:
             upper=d.get("upper"),
             categories=tuple(d.get("categories") or ()),
             nullable=bool(d.get("nullable", False)),
+            cycles=tuple(d.get("cycles") or ()),
         )
 
     # -- encoding ----------------------------------------------------------------------------------------
@@ -106,12 +115,27 @@ class FeatureColumn:
             x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             out[:, offset] = self._scale(x)
         elif self.type == "date":
-            stamps = pd.to_datetime(values, errors="coerce")
+            if values.dtype == object or pd.api.types.is_string_dtype(values):
+                # text dates (prediction rows, or a reader that hands dates over as text): ISO 8601 only,
+                # so that nothing is guessed from the data; anything else reads as NULL
+                stamps = pd.to_datetime(values, errors="coerce", format="ISO8601")
+            else:
+                stamps = pd.to_datetime(values, errors="coerce")
             if getattr(stamps.dt, "tz", None) is not None:
                 stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+            missing = stamps.isna().to_numpy()
             ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
-            ns[stamps.isna().to_numpy()] = np.nan
+            ns[missing] = np.nan
             out[:, offset] = self._scale(ns / 1e9)
+            for i, cycle in enumerate(self.cycles):
+                if cycle == "hour":
+                    turn = (stamps.dt.hour + stamps.dt.minute / 60.0).to_numpy(dtype=np.float64, na_value=0.0) / 24
+                else:  # weekday, Monday = 0
+                    turn = stamps.dt.day_of_week.to_numpy(dtype=np.float64, na_value=0.0) / 7
+                angle = 2 * np.pi * turn
+                out[:, offset + 1 + 2 * i] = (np.sin(angle) + 1) / 2
+                out[:, offset + 2 + 2 * i] = (np.cos(angle) + 1) / 2
+                out[missing, offset + 1 + 2 * i : offset + 3 + 2 * i] = 0.0
         elif self.type == "bool":
             out[:, offset] = _truthy(values)
         elif self.type == "category":
@@ -197,8 +221,9 @@ class FeatureSpec:
 
     @property
     def max_norm(self) -> float:
-        """A public bound on the L2 norm of an encoded row: one 1 at most per column (and indicator)."""
-        per_column = [1 + (1 if c.nullable and c.type != "category" else 0) for c in self.columns]
+        """A public bound on the L2 norm of an encoded row: every entry is in [0, 1], a one-hot group
+        has one 1 at most, and a NULL indicator is 1 only where the value's entries are 0."""
+        per_column = [1 if c.type == "category" else 1 + 2 * len(c.cycles) for c in self.columns]
         return math.sqrt(sum(per_column))
 
     def output_names(self) -> list[str]:
@@ -387,7 +412,12 @@ def _feature_column(name: str, meta: Any) -> FeatureColumn:
                 raise InvalidJob(f"column {name!r} has non-numeric bounds", field="features") from None
         if not (math.isfinite(lower) and math.isfinite(upper) and lower < upper):
             raise InvalidJob(f"column {name!r} needs finite bounds with lower < upper", field="features")
-        return FeatureColumn(name, kind, lower, upper, (), nullable)
+        cycles: tuple[str, ...] = ()
+        if kind == "date":
+            # the time of day and the day of the week, on circles: fixed maps of the value, no data involved
+            timestamp = any(isinstance(b, str) and ":" in b for b in (lo, hi))
+            cycles = ("hour", "weekday") if timestamp else ("weekday",)
+        return FeatureColumn(name, kind, lower, upper, (), nullable, cycles)
     if kind == "bool":
         return FeatureColumn(name, kind, None, None, (), nullable)
     if kind == "category":

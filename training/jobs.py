@@ -7,6 +7,7 @@ Every check here runs before any private data is touched, so a refusal costs not
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -17,7 +18,7 @@ from mechanisms.cost import to_fraction
 from .classic import CLASSIC_METHODS
 from .errors import InvalidJob
 
-__all__ = ["GRAD_SAMPLE_MODES", "METHODS", "TASKS", "JobSpec", "Task", "parse_job"]
+__all__ = ["GRAD_SAMPLE_MODES", "METHODS", "TASKS", "JobSpec", "Task", "float_down", "parse_job"]
 
 #: Opacus' per-sample-gradient modes a DP-SGD job may ask for ("auto" picks; see `service`).
 GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch")
@@ -43,6 +44,7 @@ TASKS: dict[str, Task] = {
 _SHARED: dict[str, tuple[type, Any, float, float]] = {
     "metrics_share": (float, 0.1, 0.01, 0.5),
     "test_fraction": (float, 0.2, 0.05, 0.5),
+    "metrics_rows_per_unit": (int, 5, 1, 10_000),
 }
 _MLP: dict[str, tuple[type, Any, float, float]] = {
     "epochs": (float, 2.0, 0.01, 100.0),
@@ -133,10 +135,10 @@ def parse_job(body: Any) -> JobSpec:
             where[key] = value
         if where.get("positive") is None:
             where["positive"] = task.positive
-    for key in ("dataset", "table", "label"):
-        value = where.get(key)
-        if not isinstance(value, str) or not value or len(value) > 200:
-            raise InvalidJob(f"{key} is required (a name), or give a task", field=key)
+    for name in ("dataset", "table", "label"):
+        given = where.get(name)
+        if not isinstance(given, str) or not given or len(given) > 200:
+            raise InvalidJob(f"{name} is required (a name), or give a task", field=name)
     positive = where.get("positive")
     if positive is not None and not isinstance(positive, (str, int, float, bool)):
         raise InvalidJob("positive must be a string, number or boolean", field="positive")
@@ -221,3 +223,9 @@ def _params(method: str, given: Any) -> dict[str, Any]:
                 raise InvalidJob(f"{name} must be in [{lo:g}, {hi:g}]", field=where)
             out[name] = number
     return out
+
+
+def float_down(value: Fraction) -> float:
+    """The largest float not above `value`: what a float-only library may be given for a budget."""
+    f = float(value)
+    return f if Fraction(f) <= value else math.nextafter(f, -math.inf)

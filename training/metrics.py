@@ -7,8 +7,11 @@ rows — one over the positive rows, one over the negative — on fixed public b
 resolve both balanced tasks and rare-positive ones (fraud) without looking at the data.
 
 Sensitivity. The model is fixed (trained on the other units: the split is by unit), so adding or removing
-one held-out unit adds or removes at most k = max_rows_per_unit rows, each moving one count: the L1
-sensitivity of the pair of histograms is k. Accuracy (at score 0.5) and ROC-AUC (with ties inside a bin
+one held-out unit adds or removes only its own held-out rows, each moving one count. The job keeps at most
+r positive and r negative held-out rows per unit (``metrics_rows_per_unit``, by keyed hash — a stable
+choice), so the L1 sensitivity of the pair of histograms is min(k, 2r), k = max_rows_per_unit: 10 rather
+than 300 for the demo's transactions, 1 for one row per unit. The metrics then estimate accuracy and AUC
+over that per-unit sample of the held-out rows. Accuracy (at score 0.5) and ROC-AUC (with ties inside a bin
 counted one half) are then computed from the noisy counts, clipped at 0: post-processing, free.
 
 The cost is the metrics' share of the job's ε, charged with the rest of the job before training starts.

@@ -45,10 +45,10 @@ def _unit_linear_grad_sample(
 @register_norm_sampler(UnitLinear)
 def _unit_linear_norm_sample(
     layer: nn.Linear, activations: list[torch.Tensor], backprops: torch.Tensor
-) -> dict[nn.Parameter, torch.Tensor]:
+) -> dict[torch.Tensor, torch.Tensor]:
     a = activations[0].to(backprops.dtype)
     g = backprops
-    out: dict[nn.Parameter, torch.Tensor] = {}
+    out: dict[torch.Tensor, torch.Tensor] = {}  # keyed by the layer's parameters
     if g.dim() == 2:  # one row per sample: ||g a^T|| = ||g|| ||a||
         if layer.weight.requires_grad:
             out[layer.weight] = g.norm(dim=1) * a.norm(dim=1)
@@ -136,9 +136,12 @@ class UnitBatches(torch.utils.data.Dataset[Any]):
     With `per_unit` False (k = 1) a unit is one row and batches are ``([B, d], [B])``.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, per_unit: bool) -> None:
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, per_unit: bool
+    ) -> None:
         # one all-zero row at the end: padding points there, so a gather needs no masking afterwards
-        self.x = torch.from_numpy(np.concatenate([np.asarray(x, dtype=np.float32), np.zeros((1, x.shape[1]), np.float32)]))
+        pad = np.zeros((1, x.shape[1]), np.float32)
+        self.x = torch.from_numpy(np.concatenate([np.asarray(x, dtype=np.float32), pad]))
         self.y = torch.from_numpy(np.concatenate([np.asarray(y, dtype=np.float32), np.zeros(1, np.float32)]))
         self._pad = len(self.x) - 1
         self.starts = torch.from_numpy(np.asarray(starts, dtype=np.int64))

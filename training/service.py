@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,20 +41,18 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from budget import BudgetExhausted, Ledger
 from mechanisms import Cost, LaplaceCount
 
+from . import cards, runner
 from . import store as st
-from .classic import CLASSIC_METHODS, fit_classic, positive_proba
 from .errors import Forbidden, InvalidJob, JobFailed, NotFound, TrainingError, UnknownDataset
 from .features import FeatureSpec, build_spec
-from .jobs import JobSpec, parse_job
-from .metrics import dp_metrics, exact_metrics
+from .jobs import JobSpec, float_down, parse_job
 from .registry import ModelRegistry
-from .split import SplitKey, group_units, keep_rows_per_unit
+from .split import SplitKey
 
 __all__ = ["TrainingService"]
 
@@ -64,14 +61,6 @@ log = logging.getLogger(__name__)
 ReadTable = Callable[[str, str, list[str]], pd.DataFrame]
 _UNIT_DECIMALS = 10**12  # the ledger's ε unit: charges are multiples of 1e-12
 
-SECURE_MODE_CAVEAT = (
-    "Opacus secure_mode is off: DP-SGD noise comes from torch's default generator, which is not a "
-    "cryptographically secure RNG, and is Gaussian noise in floating point."
-)
-DIFFPRIVLIB_CAVEAT = (
-    "diffprivlib draws its noise with numpy in floating point: it is not protected against "
-    "floating-point attacks (Mironov 2012) the way OpenDP's samplers are."
-)
 
 
 class TrainingService:
@@ -159,7 +148,7 @@ class TrainingService:
 
     def status(self, analyst: str, job_id: str, *, is_admin: bool = False) -> dict[str, Any]:
         """``{job_id, status, progress, cost, metrics, model_id, error?}`` of the caller's own job."""
-        return _status_json(self._own_job(analyst, job_id, is_admin=is_admin), is_admin=is_admin)
+        return cards.status_json(self._own_job(analyst, job_id, is_admin=is_admin), is_admin=is_admin)
 
     def cancel(self, analyst: str, job_id: str, *, is_admin: bool = False) -> dict[str, Any]:
         """Ask a job to stop (a queued job never starts; a running one stops at its next step). The charge
@@ -207,7 +196,7 @@ class TrainingService:
         rec = self.store.get_job(job_id)
         if rec is None:
             raise NotFound("no such training job")
-        return _status_json(rec, is_admin=True)
+        return cards.status_json(rec, is_admin=True)
 
     def close(self) -> None:
         """Stop: running jobs stop at their next step and, like queued ones, end failed (interrupted)."""
@@ -247,7 +236,7 @@ class TrainingService:
     def _check_room(self, analyst: str, job: JobSpec) -> None:
         """Refuse, before any data is read, a job whose cost the budget may not cover: its requested ε,
         and its δ where the method spends δ (DP-SGD; diffprivlib's models are pure ε-DP)."""
-        requested = Cost(job.epsilon, job.delta if job.method == "dpsgd" else 0)
+        requested = Cost(job.epsilon, job.delta if job.method == "dpsgd" else Fraction(0))
         remaining = self.ledger.remaining_cost(analyst, job.dataset)
         for level, left in (("analyst", remaining.analyst), ("dataset", remaining.dataset)):
             if not requested.fits_within(left):
@@ -268,7 +257,13 @@ class TrainingService:
             plan["nonprivate"] = True
             return plan, None
         metrics_eps = job.epsilon * _exact(p["metrics_share"])
-        plan["metrics"] = {"epsilon": str(metrics_eps), "share": p["metrics_share"], "sensitivity": k}
+        r_metrics = p["metrics_rows_per_unit"]
+        plan["metrics"] = {
+            "epsilon": str(metrics_eps),
+            "share": p["metrics_share"],
+            "rows_per_unit": r_metrics,
+            "sensitivity": min(k, 2 * r_metrics),
+        }
         if job.method == "dpsgd":
             from .dpsgd import plan_dpsgd
 
@@ -278,7 +273,7 @@ class TrainingService:
             estimate = max(1, int(noisy))
             target = job.epsilon - metrics_eps - size_eps
             dp = plan_dpsgd(
-                target_epsilon=_float_down(target),
+                target_epsilon=float_down(target),
                 delta=float(job.delta),
                 units_estimate=estimate,
                 batch_size=p["batch_size"],
@@ -304,7 +299,7 @@ class TrainingService:
                 "row_epsilon": str(model_eps / r),
                 "accountant": "pure ε (diffprivlib), group privacy over rows_per_unit rows",
             }
-            cost = Cost(model_eps + metrics_eps, 0)
+            cost = Cost(model_eps + metrics_eps, Fraction(0))
         assert cost.fits_within(Cost(job.epsilon, job.delta))
         return plan, cost
 
@@ -352,10 +347,10 @@ class TrainingService:
             job_id, only_if_status=(st.QUEUED,), status=st.RUNNING, started_at=self.store.now()
         ):
             return
-        progress = _Progress(self.store, job_id)
+        progress = runner.Progress(self.store, job_id)
         try:
             result = self._execute(job_id, rec, progress, event.is_set)
-        except _Stop:
+        except runner.Stop:
             self._finish_stopped(job_id)
         except TrainingError as exc:
             self._finish(job_id, status=st.FAILED, error=exc.message)
@@ -370,6 +365,26 @@ class TrainingService:
                 if not self._stopping:
                     self._futures.pop(job_id, None)  # its record says all; `wait` reads that
 
+    def _execute(
+        self, job_id: str, rec: dict[str, Any], progress: runner.Progress, stopped: Callable[[], bool]
+    ) -> dict[str, Any]:
+        job = JobSpec.from_json(rec["spec"])
+        plan = rec["plan"]
+        out = runner.run(
+            job, plan, read=lambda cols: self._read(job, cols), key=self.key, progress=progress, stopped=stopped
+        )
+        model_id = uuid.uuid4().hex
+        spec = FeatureSpec.from_json(plan["features"])
+        card = cards.model_card(
+            model_id, job_id, job, rec, plan, spec, out.training, out.metrics, out.exact, self.store.now().isoformat()
+        )
+        self.registry.save(model_id, model=out.model, kind=out.kind, spec=spec, card=card)
+        self.store.add_model(
+            model_id=model_id, job_id=job_id, analyst=rec["analyst"], dataset=job.dataset, method=job.method
+        )
+        metrics = out.metrics if out.metrics is not None else out.exact  # non-private: administrators only
+        return {"metrics": metrics, "exact_metrics": out.exact, "model_id": model_id}
+
     def _finish(self, job_id: str, **values: Any) -> None:
         # only a job still active: a restart elsewhere may have marked it failed meanwhile
         self.store.update_job(job_id, only_if_status=st.ACTIVE, finished_at=self.store.now(), **values)
@@ -379,165 +394,6 @@ class TrainingService:
             self._finish(job_id, status=st.FAILED, error=st.INTERRUPTED)
         else:
             self._finish(job_id, status=st.CANCELLED)
-
-    def _execute(
-        self, job_id: str, rec: dict[str, Any], progress: _Progress, stopped: Callable[[], bool]
-    ) -> dict[str, Any]:
-        job = JobSpec.from_json(rec["spec"])
-        plan = rec["plan"]
-        spec = FeatureSpec.from_json(plan["features"])
-        unit, k = plan["unit"], int(plan["k"])
-        p = job.params
-        columns = list(dict.fromkeys(([unit] if unit else []) + spec.source_columns + [job.label]))
-        frame = self._read(job, None if unit is None else columns)
-        if unit is not None:
-            frame = _bounded(frame, unit, k, self.key)
-        y_all, known = spec.label.positives(frame[job.label])
-        frame = frame.loc[known].reset_index(drop=True)  # rows without a label: a stable filter
-        y_all = y_all[known]
-        held = self.key.held_out(frame, unit, fraction=p["test_fraction"])
-        x_all = spec.encode(frame)
-        progress.set(0.05)
-        if stopped():
-            raise _Stop()
-
-        train = ~held
-        if job.method in ("dpsgd", "nonprivate"):
-            model, kind, training = self._train_mlp(job, plan, frame, x_all, y_all, train, unit, k, progress, stopped)
-            scores = model.predict_proba(x_all[held])
-        else:
-            model, kind, training = self._train_classic(job, plan, spec, frame, x_all, y_all, train, unit, k)
-            scores = positive_proba(model, x_all[held])
-        if stopped():
-            raise _Stop()
-        progress.set(0.95)
-        y_test = y_all[held]
-        exact = exact_metrics(scores, y_test)
-        metrics = None if job.method == "nonprivate" else dp_metrics(
-            scores, y_test, epsilon=Fraction(plan["metrics"]["epsilon"]), k=k
-        )
-        model_id = uuid.uuid4().hex
-        card = _card(
-            model_id, job_id, job, rec, plan, spec, training, metrics, exact, self.store.now().isoformat()
-        )
-        self.registry.save(model_id, model=model, kind=kind, spec=spec, card=card)
-        self.store.add_model(
-            model_id=model_id, job_id=job_id, analyst=rec["analyst"], dataset=job.dataset, method=job.method
-        )
-        return {"metrics": metrics if metrics is not None else exact, "exact_metrics": exact, "model_id": model_id}
-
-    def _train_mlp(
-        self, job: JobSpec, plan: dict[str, Any], frame: pd.DataFrame, x: np.ndarray, y: np.ndarray,
-        train: np.ndarray, unit: str | None, k: int, progress: _Progress, stopped: Callable[[], bool],
-    ) -> tuple[Any, str, dict[str, Any]]:  # fmt: skip
-        from .dpsgd import Cancelled, DPSGDPlan, train_mlp
-        from .nets import MLP, UnitBatches
-
-        p = job.params
-        x_tr, y_tr = x[train], y[train]
-        units = frame[unit].to_numpy()[train] if unit is not None else np.arange(len(x_tr))
-        order, starts, lengths = group_units(units)
-        if len(starts) == 0:
-            raise InvalidJob("the training part of the table is empty", field="table")
-        data = UnitBatches(x_tr[order], y_tr[order], starts, lengths, per_unit=k > 1)
-        model = MLP(spec_width(x), p["hidden"])
-        if job.method == "dpsgd":
-            m = plan["model"]
-            dp_plan = DPSGDPlan(**{f: m[f] for f in DPSGDPlan.__dataclass_fields__})
-            steps = dp_plan.steps
-            mode = _grad_sample_mode(p["grad_sample_mode"], k=k, batch_size=p["batch_size"])
-        else:
-            dp_plan, mode = None, None
-            steps = max(1, math.ceil(p["epochs"] * len(starts) / p["batch_size"]))
-
-        def on_step(done: int) -> None:
-            progress.set(0.05 + 0.85 * done / steps)
-
-        try:
-            ran = train_mlp(
-                model, data, steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=dp_plan,
-                grad_sample_mode=mode or "hooks", on_step=on_step, should_stop=stopped,
-            )  # fmt: skip
-        except Cancelled:
-            raise _Stop() from None
-        training = {
-            "optimizer": "adam",
-            "lr": p["lr"],
-            "hidden": p["hidden"],
-            "batch_size": p["batch_size"],
-            "epochs": p["epochs"],
-            "steps": ran,
-            "grad_sample_mode": mode,
-            "samples": "units" if k > 1 else ("rows" if unit is None else "units (one row each)"),
-        }
-        return model, "torch", training
-
-    def _train_classic(
-        self, job: JobSpec, plan: dict[str, Any], spec: FeatureSpec, frame: pd.DataFrame, x: np.ndarray,
-        y: np.ndarray, train: np.ndarray, unit: str | None, k: int,
-    ) -> tuple[Any, str, dict[str, Any]]:  # fmt: skip
-        m = plan["model"]
-        r = int(m["rows_per_unit"])
-        x_tr, y_tr = x[train], y[train]
-        if unit is not None and k > r:
-            part = frame.loc[train].reset_index(drop=True)
-            part["__row"] = np.arange(len(part))
-            kept = keep_rows_per_unit(part, unit, r, self.key, [c for c in part.columns if c != "__row"])
-            rows = kept["__row"].to_numpy()
-            x_tr, y_tr = x_tr[rows], y_tr[rows]
-        model = fit_classic(
-            job.method, epsilon=float(Fraction(m["row_epsilon"])), spec=spec, params=job.params, x=x_tr, y=y_tr
-        )
-        training = {
-            "estimator": CLASSIC_METHODS[job.method].title,
-            "rows_per_unit": r,
-            **{name: job.params[name] for name in CLASSIC_METHODS[job.method].params if name != "rows_per_unit"},
-        }
-        return model, "joblib", training
-
-
-class _Stop(Exception):
-    """Internal: the job was cancelled or the service is stopping."""
-
-
-class _Progress:
-    """Throttled progress writes (at most every half second, always for the first and 0.95)."""
-
-    def __init__(self, store: st.JobStore, job_id: str) -> None:
-        self.store, self.job_id = store, job_id
-        self._last = 0.0
-
-    def set(self, value: float) -> None:
-        now = time.monotonic()
-        if now - self._last < 0.5 and value < 0.95:
-            return
-        self._last = now
-        self.store.update_job(self.job_id, only_if_status=(st.RUNNING,), progress=round(min(1.0, value), 4))
-
-
-def spec_width(x: np.ndarray) -> int:
-    return int(x.shape[1])
-
-
-def _grad_sample_mode(requested: str, *, k: int, batch_size: int) -> str:
-    """The per-sample-gradient mode: the job's choice, or the fastest measured for this shape.
-
-    Measured on a 2-core CPU at ~890k rows (per epoch, DP over non-private): one row per sample, ghost
-    3.4x / 2.6x / 2.1x at batch 256 / 1,024 / 4,096 against hooks 3.3x / 4.8x / 7.8x and functorch
-    6.2x-8.7x; units of up to 300 rows, hooks 1.3x-1.5x against ghost 1.9x-2.2x (a unit's gradient
-    norm costs about its per-sample gradient, and ghost adds a second backward pass).
-    """
-    if requested != "auto":
-        return requested
-    return "ghost" if k == 1 else "hooks"
-
-
-def _bounded(frame: pd.DataFrame, unit: str, k: int, key: SplitKey) -> pd.DataFrame:
-    """At most k rows per unit. `read_table` hands over the bounded relation already, so this is a no-op
-    unless it did not; the guarantee then still holds (a keyed, stable choice of k rows per unit)."""
-    if frame.empty or int(frame[unit].value_counts().max()) <= k:
-        return frame
-    return keep_rows_per_unit(frame, unit, k, key, list(frame.columns))
 
 
 def _unit_and_k(meta: dict[str, Any], table: dict[str, Any]) -> tuple[str | None, int]:
@@ -557,100 +413,7 @@ def _exact(share: float) -> Fraction:
     return Fraction(repr(float(share)))
 
 
-def _float_down(value: Fraction) -> float:
-    f = float(value)
-    return f if Fraction(f) <= value else math.nextafter(f, -math.inf)
-
-
 def _cost_json(cost: Cost | None) -> dict[str, float] | None:
     return None if cost is None else cost.to_json()
 
 
-def _status_json(rec: dict[str, Any], *, is_admin: bool) -> dict[str, Any]:
-    cost = None
-    if rec["cost_epsilon"] is not None:
-        cost = Cost(Fraction(rec["cost_epsilon"]), Fraction(rec["cost_delta"])).to_json()
-    out: dict[str, Any] = {
-        "job_id": rec["job_id"],
-        "status": rec["status"],
-        "progress": float(rec["progress"]),
-        "cost": cost,
-        "metrics": rec["metrics"],
-        "model_id": rec["model_id"],
-        "method": rec["method"],
-        "dataset": rec["dataset"],
-        "table": rec["table_name"],
-        "created_at": rec["created_at"].isoformat() if rec["created_at"] else None,
-    }
-    if rec["error"]:
-        out["error"] = rec["error"]
-    if is_admin:
-        out["analyst"] = rec["analyst"]
-        out["exact_metrics"] = rec["exact_metrics"]
-    return out
-
-
-def _card(
-    model_id: str, job_id: str, job: JobSpec, rec: dict[str, Any], plan: dict[str, Any], spec: FeatureSpec,
-    training: dict[str, Any], metrics: dict[str, Any] | None, exact: dict[str, Any], created_at: str,
-) -> dict[str, Any]:  # fmt: skip
-    card: dict[str, Any] = {
-        "model_id": model_id,
-        "job_id": job_id,
-        "method": job.method,
-        "task": job.task,
-        "dataset": job.dataset,
-        "table": job.table,
-        "label": {"column": job.label, "positive": spec.label.positive, "negative": spec.label.negative},
-        "features": spec.to_json(),
-        "training": training,
-        "created_at": created_at,
-    }
-    if job.method == "nonprivate":
-        card["privacy"] = None
-        card["metrics"] = exact
-        card["caveats"] = ["NOT differentially private: trained without noise; administrators only."]
-    else:
-        model = plan["model"]
-        cost = Cost(Fraction(rec["cost_epsilon"]), Fraction(rec["cost_delta"]))
-        privacy: dict[str, Any] = {
-            "level": "user" if plan["unit"] else "row",
-            "privacy_unit": plan["unit"],
-            "max_rows_per_unit": plan["k"],
-            "requested": {"epsilon": float(Fraction(plan["requested"]["epsilon"])),
-                          "delta": float(Fraction(plan["requested"]["delta"]))},
-            "charged": cost.to_json(),
-            "epsilon": cost.to_json()["epsilon"],
-            "delta": cost.to_json()["delta"],
-            "model": model,
-            "metrics": {**plan["metrics"], "mechanism": "laplace (OpenDP discrete Laplace), score histograms"},
-        }  # fmt: skip
-        if "size" in plan:
-            privacy["size"] = {**plan["size"], "mechanism": "laplace (OpenDP), count of training units"}
-        card["privacy"] = privacy
-        card["metrics"] = metrics
-        card["metrics_epsilon_share"] = plan["metrics"]["share"]
-        card["exact_metrics"] = exact
-        if job.method == "dpsgd":
-            card.update(
-                accountant=model["accountant"],
-                noise_multiplier=model["noise_multiplier"],
-                max_grad_norm=model["max_grad_norm"],
-                sample_rate=model["sample_rate"],
-                epochs=model["epochs"],
-                steps=model["steps"],
-            )
-            card["caveats"] = [SECURE_MODE_CAVEAT]
-            if model.get("accountant_note"):
-                card["caveats"].append(model["accountant_note"])
-        else:
-            card["caveats"] = [DIFFPRIVLIB_CAVEAT]
-        card["caveats"].append(
-            "Metrics are computed from noisy histograms of held-out scores (binned AUC); they are "
-            "estimates whose noise grows as the metrics' ε share or the held-out set shrinks."
-        )
-        if spec.skipped:
-            card["caveats"].append(
-                "Columns without public bounds or categories were left out: " + ", ".join(spec.skipped)
-            )
-    return card

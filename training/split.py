@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["SplitKey", "group_units", "keep_rows_per_unit"]
+__all__ = ["SplitKey", "group_units", "keep_rows_per_unit", "per_unit_and_class"]
 
 _BUCKETS = 1_000_000
 
@@ -59,20 +59,35 @@ class SplitKey:
         h = self.unit_hash(frame, unit, salt="split")
         return (h % _BUCKETS) < int(round(fraction * _BUCKETS))
 
-    def row_rank(self, frame: pd.DataFrame, unit: str, *, columns: list[str]) -> np.ndarray:
-        """Each row's rank (1, 2, ...) within its unit, in the order of a keyed hash of its content."""
+    def row_rank(
+        self, frame: pd.DataFrame, unit: str, *, columns: list[str], also: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Each row's rank (1, 2, ...) within its unit (and its value of `also`, if given), in the order
+        of a keyed hash of its content."""
         content = pd.util.hash_pandas_object(frame[columns], index=False, hash_key=self.value).to_numpy()
-        ranks = pd.Series(content).groupby(frame[unit].to_numpy()).rank(method="first")
+        keys = [frame[unit].to_numpy()] if also is None else [frame[unit].to_numpy(), np.asarray(also)]
+        ranks = pd.Series(content).groupby(keys).rank(method="first")
         return ranks.to_numpy(dtype=np.int64)
 
 
-def keep_rows_per_unit(frame: pd.DataFrame, unit: str | None, r: int, key: SplitKey, columns: list[str]) -> pd.DataFrame:
+def keep_rows_per_unit(
+    frame: pd.DataFrame, unit: str | None, r: int, key: SplitKey, columns: list[str]
+) -> pd.DataFrame:
     """At most `r` rows of each unit, chosen by the keyed hash of their content (a stable transformation:
     a unit's choice depends on its own rows only)."""
     if unit is None or frame.empty:
         return frame
     rank = key.row_rank(frame, unit, columns=columns)
     return frame.loc[rank <= r].reset_index(drop=True)
+
+
+def per_unit_and_class(
+    frame: pd.DataFrame, unit: str | None, y: np.ndarray, r: int, key: SplitKey
+) -> np.ndarray:
+    """Mask of at most `r` rows of each class (y) in each unit, by keyed hash (stable, per unit)."""
+    if unit is None or frame.empty:
+        return np.ones(len(frame), dtype=bool)
+    return key.row_rank(frame, unit, columns=list(frame.columns), also=y) <= r
 
 
 def group_units(units: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

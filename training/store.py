@@ -142,7 +142,9 @@ class JobStore:
 
 
 def _dump(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: (json.dumps(v, sort_keys=True) if k in _JSON_COLUMNS and v is not None else v) for k, v in values.items()}
+    return {
+        k: (json.dumps(v, sort_keys=True) if k in _JSON_COLUMNS and v is not None else v) for k, v in values.items()
+    }
 
 
 def _load(row: dict[str, Any]) -> dict[str, Any]:

@@ -177,7 +177,9 @@ class Env:
     def datasets(self, name: str) -> dict[str, Any]:
         return self.metas[name]  # KeyError (a LookupError) for an unknown one
 
-    def service(self, *, reader: Callable[[str, str, list[str]], pd.DataFrame] | None = None, workers: int = 1) -> TrainingService:
+    def service(
+        self, *, reader: Callable[[str, str, list[str]], pd.DataFrame] | None = None, workers: int = 1
+    ) -> TrainingService:
         svc = TrainingService(
             data_dir=self.tmp_path / "data",
             db_url=self.db_url,

@@ -44,6 +44,19 @@ def test_numbers_and_dates_scale_by_declared_bounds_and_clamp():
     np.testing.assert_allclose(alone[0], x[2])
 
 
+def test_timestamps_add_time_of_day_and_weekday_on_circles():
+    cols = {"u": {"type": "id"}, "y": {"type": "bool"},
+            "at": {"type": "date", "lower": "2025-01-01T00:00:00", "upper": "2026-01-01T00:00:00", "nullable": True}}
+    s = build_spec({"columns": cols}, unit="u", label="y", positive=None, features=None)
+    assert s.output_names() == ["at", "at:hour_sin", "at:hour_cos", "at:weekday_sin", "at:weekday_cos", "at:null"]
+    # 06:00 on a Wednesday (2025-01-01): hour angle pi/2, weekday angle 2pi*2/7; then a NULL
+    x = s.encode(pd.DataFrame({"at": pd.to_datetime(["2025-01-01 06:00", None])}))
+    w = 2 * np.pi * 2 / 7
+    np.testing.assert_allclose(x[0], [6 / 8760, 1.0, 0.5, (np.sin(w) + 1) / 2, (np.cos(w) + 1) / 2, 0], atol=1e-6)
+    np.testing.assert_array_equal(x[1], [0, 0, 0, 0, 0, 1])
+    assert np.linalg.norm(x, axis=1).max() <= s.max_norm
+
+
 def test_categories_one_hot_by_public_list_and_unseen_values_are_all_zero():
     s = spec(["term", "seg"])
     assert s.output_names() == ["term=36", "term=60", "seg=retail", "seg=private", "seg:null"]
@@ -133,7 +146,8 @@ class TestPredictionRows:
     def test_good_rows_encode_like_training_rows(self):
         s = spec(["amount", "qty", "term", "seg", "ts", "vip"])
         x = s.encode_rows([{"amount": 250, "qty": None, "term": 60, "seg": "retail", "ts": "2025-01-06", "vip": True}])
-        np.testing.assert_allclose(x[0], [0.25, 0, 1, 0, 1, 1, 0, 0, 0.5, 1])
+        # ts 2025-01-06 is a Monday: weekday angle 0 -> ((sin+1)/2, (cos+1)/2) = (0.5, 1)
+        np.testing.assert_allclose(x[0], [0.25, 0, 1, 0, 1, 1, 0, 0, 0.5, 0.5, 1, 1], atol=1e-7)
 
     @pytest.mark.parametrize(
         ("row", "field", "words"),

@@ -9,7 +9,9 @@ import pytest
 from training.errors import InvalidJob
 from training.jobs import METHODS, parse_job
 
-BASE = {"dataset": "cards", "table": "card_customers", "label": "default", "positive": "Yes", "epsilon": 1, "delta": 1e-6}
+BASE = {
+    "dataset": "cards", "table": "card_customers", "label": "default", "positive": "Yes", "epsilon": 1, "delta": 1e-6,
+}  # fmt: skip
 
 
 def test_a_named_task_fills_dataset_table_label_and_positive():

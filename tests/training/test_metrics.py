@@ -53,3 +53,28 @@ def test_empty_or_one_class_histograms_give_no_auc():
     pos = np.zeros(34)
     neg = np.full(34, 3.0)
     assert metrics_from_histograms(pos, neg)["roc_auc"] is None
+
+
+def test_held_out_rows_are_capped_per_unit_and_class(tmp_path):
+    """A unit moves at most r positive and r negative counts; the choice is per unit (stable)."""
+    import pandas as pd
+
+    from training.split import SplitKey, per_unit_and_class
+
+    key = SplitKey(tmp_path / "split.key")
+    rng = np.random.default_rng(0)
+    units = np.repeat(np.arange(30), rng.integers(1, 40, 30))
+    frame = pd.DataFrame({"u": units, "v": rng.random(len(units))})
+    y = (rng.random(len(units)) < 0.3).astype(np.float32)
+    keep = per_unit_and_class(frame, "u", y, 3, key)
+    kept = pd.DataFrame({"u": units[keep], "y": y[keep]})
+    assert kept.groupby(["u", "y"]).size().max() == 3
+    # every unit keeps min(3, its rows of that class) of each class
+    expected = pd.DataFrame({"u": units, "y": y}).groupby(["u", "y"]).size().clip(upper=3)
+    assert kept.groupby(["u", "y"]).size().equals(expected)
+    # another unit arriving changes no other unit's choice
+    extra = pd.DataFrame({"u": [99] * 10, "v": rng.random(10)})
+    both = pd.concat([frame, extra], ignore_index=True)
+    keep2 = per_unit_and_class(both, "u", np.concatenate([y, np.ones(10)]), 3, key)
+    np.testing.assert_array_equal(keep2[: len(frame)], keep)
+    assert keep2[len(frame):].sum() == 3

@@ -79,13 +79,15 @@ def test_dpsgd_job_charges_the_accountant_epsilon_and_learns(env: Env, svc: Trai
 
 
 def test_user_level_job_on_a_table_with_many_rows_per_unit(env: Env, svc: TrainingService):
-    started = svc.start("alice", {"task": "fraud", "epsilon": 3, "delta": 1e-5, "params": {"epochs": 1, "batch_size": 64}})
+    body = {"task": "fraud", "epsilon": 3, "delta": 1e-5, "params": {"epochs": 1, "batch_size": 64}}
+    started = svc.start("alice", body)
     done = svc.wait(started["job_id"], 60)
     assert done["status"] == "succeeded", done.get("error")
     card = svc.model_card("alice", done["model_id"])
     assert card["privacy"]["level"] == "user" and card["privacy"]["max_rows_per_unit"] == 20
     assert card["training"]["samples"] == "units" and card["training"]["grad_sample_mode"] == "hooks"
-    assert card["privacy"]["metrics"]["sensitivity"] == 20  # a held-out unit moves up to k rows
+    # a held-out unit moves at most 5 positive and 5 negative rows of the histograms (k = 20)
+    assert card["privacy"]["metrics"]["sensitivity"] == 10 and card["metrics"]["rows_per_unit"] == 5
     # the count behind q is of units (noisy), and q = batch / count
     noisy_units = card["privacy"]["size"]["noisy_units"]
     assert card["sample_rate"] == pytest.approx(64 / noisy_units)
@@ -224,9 +226,8 @@ def test_a_restart_marks_running_jobs_failed_and_their_charge_stays(env: Env):
 
 
 def test_noisy_metrics_track_the_exact_ones_at_large_epsilon(env: Env, svc: TrainingService):
-    big = svc.wait(
-        svc.start("alice", {**CREDIT, "method": "logreg", "epsilon": 40, "params": {"metrics_share": 0.5}})["job_id"], 30
-    )  # fmt: skip
+    body = {**CREDIT, "method": "logreg", "epsilon": 40, "params": {"metrics_share": 0.5}}
+    big = svc.wait(svc.start("alice", body)["job_id"], 30)
     exact, noisy = big["exact_metrics"], big["metrics"]
     assert noisy["roc_auc"] == pytest.approx(exact["binned"]["roc_auc"], abs=0.02)
     assert noisy["accuracy"] == pytest.approx(exact["accuracy"], abs=0.01)
@@ -277,7 +278,7 @@ def cards_meta_without_unit():
 
 
 def test_rows_beyond_k_per_unit_are_dropped_even_if_the_reader_did_not_bound(svc: TrainingService, tx_frame):
-    from training.service import _bounded
+    from training.runner import bounded as _bounded
 
     one = tx_frame[tx_frame.customer_id == 1]
     heavy = pd.concat([tx_frame] + [one.assign(amount=one.amount + i) for i in range(1, 11)])

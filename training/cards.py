@@ -1,0 +1,118 @@
+"""What a job and a model show: the status of a job, and the model card.
+
+The card states the method, the (ε, δ) charged and how it was spent (the accountant, noise multiplier,
+clipping norm, sampling rate, epochs and steps for DP-SGD; pure ε and rows per unit for diffprivlib), the
+features, the DP metrics and their share of ε, and the caveats. It also holds the exact metrics, which
+`TrainingService.model_card` strips for everyone but administrators.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from mechanisms import Cost
+
+from .features import FeatureSpec
+from .jobs import JobSpec
+
+__all__ = ["DIFFPRIVLIB_CAVEAT", "SECURE_MODE_CAVEAT", "model_card", "status_json"]
+
+SECURE_MODE_CAVEAT = (
+    "Opacus secure_mode is off: DP-SGD noise comes from torch's default generator, which is not a "
+    "cryptographically secure RNG, and is Gaussian noise in floating point."
+)
+DIFFPRIVLIB_CAVEAT = (
+    "diffprivlib draws its noise with numpy in floating point: it is not protected against "
+    "floating-point attacks (Mironov 2012) the way OpenDP's samplers are."
+)
+
+
+def status_json(rec: dict[str, Any], *, is_admin: bool) -> dict[str, Any]:
+    cost = None
+    if rec["cost_epsilon"] is not None:
+        cost = Cost(Fraction(rec["cost_epsilon"]), Fraction(rec["cost_delta"])).to_json()
+    out: dict[str, Any] = {
+        "job_id": rec["job_id"],
+        "status": rec["status"],
+        "progress": float(rec["progress"]),
+        "cost": cost,
+        "metrics": rec["metrics"],
+        "model_id": rec["model_id"],
+        "method": rec["method"],
+        "dataset": rec["dataset"],
+        "table": rec["table_name"],
+        "created_at": rec["created_at"].isoformat() if rec["created_at"] else None,
+    }
+    if rec["error"]:
+        out["error"] = rec["error"]
+    if is_admin:
+        out["analyst"] = rec["analyst"]
+        out["exact_metrics"] = rec["exact_metrics"]
+    return out
+
+
+def model_card(
+    model_id: str, job_id: str, job: JobSpec, rec: dict[str, Any], plan: dict[str, Any], spec: FeatureSpec,
+    training: dict[str, Any], metrics: dict[str, Any] | None, exact: dict[str, Any], created_at: str,
+) -> dict[str, Any]:  # fmt: skip
+    card: dict[str, Any] = {
+        "model_id": model_id,
+        "job_id": job_id,
+        "method": job.method,
+        "task": job.task,
+        "dataset": job.dataset,
+        "table": job.table,
+        "label": {"column": job.label, "positive": spec.label.positive, "negative": spec.label.negative},
+        "features": spec.to_json(),
+        "training": training,
+        "created_at": created_at,
+    }
+    if job.method == "nonprivate":
+        card["privacy"] = None
+        card["metrics"] = exact
+        card["caveats"] = ["NOT differentially private: trained without noise; administrators only."]
+    else:
+        model = plan["model"]
+        cost = Cost(Fraction(rec["cost_epsilon"]), Fraction(rec["cost_delta"]))
+        privacy: dict[str, Any] = {
+            "level": "user" if plan["unit"] else "row",
+            "privacy_unit": plan["unit"],
+            "max_rows_per_unit": plan["k"],
+            "requested": {"epsilon": float(Fraction(plan["requested"]["epsilon"])),
+                          "delta": float(Fraction(plan["requested"]["delta"]))},
+            "charged": cost.to_json(),
+            "epsilon": cost.to_json()["epsilon"],
+            "delta": cost.to_json()["delta"],
+            "model": model,
+            "metrics": {**plan["metrics"], "mechanism": "laplace (OpenDP discrete Laplace), score histograms"},
+        }  # fmt: skip
+        if "size" in plan:
+            privacy["size"] = {**plan["size"], "mechanism": "laplace (OpenDP), count of training units"}
+        card["privacy"] = privacy
+        card["metrics"] = metrics
+        card["metrics_epsilon_share"] = plan["metrics"]["share"]
+        card["exact_metrics"] = exact
+        if job.method == "dpsgd":
+            card.update(
+                accountant=model["accountant"],
+                noise_multiplier=model["noise_multiplier"],
+                max_grad_norm=model["max_grad_norm"],
+                sample_rate=model["sample_rate"],
+                epochs=model["epochs"],
+                steps=model["steps"],
+            )
+            card["caveats"] = [SECURE_MODE_CAVEAT]
+            if model.get("accountant_note"):
+                card["caveats"].append(model["accountant_note"])
+        else:
+            card["caveats"] = [DIFFPRIVLIB_CAVEAT]
+        card["caveats"].append(
+            "Metrics are computed from noisy histograms of held-out scores (binned AUC); they are "
+            "estimates whose noise grows as the metrics' ε share or the held-out set shrinks."
+        )
+        if spec.skipped:
+            card["caveats"].append(
+                "Columns without public bounds or categories were left out: " + ", ".join(spec.skipped)
+            )
+    return card
