@@ -66,19 +66,14 @@ def install_problem_handlers(app: APIFlask) -> None:
         headers.update({k: v for k, v in (error.headers or {}).items() if k.lower() != "content-type"})
         return body, st, headers
 
-    @app.errorhandler(DpgateError)
-    def _core_error(error: DpgateError) -> Any:
-        return problem(error.status, error.code, error.message, **_extra(error.to_dict()))
-
     from training.errors import TrainingError
 
-    @app.errorhandler(TrainingError)
-    def _training_error(error: TrainingError) -> Any:
+    def _typed_error(error: DpgateError | LedgerError | TrainingError) -> Any:
+        """The core's, the ledger's and training's errors carry their own code and status."""
         return problem(error.status, error.code, error.message, **_extra(error.to_dict()))
 
-    @app.errorhandler(LedgerError)
-    def _ledger_error(error: LedgerError) -> Any:
-        return problem(error.status, error.code, error.message, **_extra(error.to_dict()))
+    for typed in (DpgateError, LedgerError, TrainingError):
+        app.register_error_handler(typed, _typed_error)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Any:
