@@ -228,7 +228,7 @@ def bench_auc(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     "positive": task["positive"], "features": feats}  # fmt: skip
             runs = [("nonprivate", None)] + [("dpsgd", eps) for eps in args.epsilons]
             for method, eps in runs:
-                body = {**base, "method": method, "params": {}}
+                body = {**base, "method": method, "params": dict(args.params)}
                 if eps is not None:
                     body.update(epsilon=eps, delta=args.delta)
                 t = time.perf_counter()
@@ -335,6 +335,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--datasets", nargs="+", default=None, choices=[t["name"] for t in AUC_TASKS],
                    help="AUC tables (default: all)")  # fmt: skip
     p.add_argument("--job-timeout", type=float, default=900.0)
+    p.add_argument("--params", type=json.loads, default={}, help='JSON hyper-parameters for every AUC job, e.g. {"epochs": 4}')
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument("--skip-auc", action="store_true")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
