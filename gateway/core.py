@@ -36,7 +36,7 @@ class Gateway:
         self.versions: dict[str, str] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, demo: bool | None = None, progress: Any = None) -> Gateway:
+    def from_settings(cls, settings: Settings, *, demo: bool | None = None) -> Gateway:
         engine = DuckDBEngine(settings.engine_path, seed=settings.secret_seed(), threads=settings.engine_threads)
         gw = cls(engine)
         if settings.demo.enabled if demo is None else demo:

@@ -28,7 +28,6 @@ from mechanisms.cost import Cost
 
 MAX_CELLS = 100_000
 MAX_LIMIT = 100_000
-QUANTILE_CANDIDATES = 1024
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,9 @@ class Mechanisms:
             self.selection = ThresholdCounts(epsilon=eps, delta=plan.delta, max_partitions=k, max_rows=k)
             if plan.count_measure is not None:
                 self.by_measure[plan.count_measure] = self.selection
+        # what the mechanisms cost, each by OpenDP's own map, never exceeds what the plan charges
+        if not self.cost().fits_within(plan.cost):
+            raise AssertionError("the mechanisms would cost more than the plan charges")
 
     def _measure(self, mid: str) -> Measure:
         return next(m for m in self.plan.measures if m.id == mid)

@@ -20,7 +20,6 @@ from gateway.sql.parse import position, unsupported
 
 Interval = tuple[float, float]
 NUM, STR, BOOL, DATE, ID, NULL = "num", "str", "bool", "date", "id", "null"
-MAX_DOMAIN = 100_000
 MAX_LITERAL_CHARS = 1_000
 MAX_COMPILED_NODES = 20_000
 
