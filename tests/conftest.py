@@ -94,3 +94,22 @@ def make_gateway(frames: dict[str, pd.DataFrame] | None = None, meta: dict | Non
 @pytest.fixture(scope="session")
 def bank() -> Gateway:
     return make_gateway()
+
+
+def load_bench(name: str):  # type: ignore[no-untyped-def]
+    """Import bench/<name>.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"dpgate_bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
+    return module

@@ -2,30 +2,16 @@
 writes one JSON row per query with positive timings and finite ratios."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "queries.py"
+from tests.conftest import load_bench
 
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("dpgate_bench_queries", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(spec.name, None)
-        raise
-    return module
 
 
 def test_bench_queries_smoke(tmp_path: Path, capsys) -> None:
-    bench = _load_bench()
+    bench = load_bench("queries")
     out = tmp_path / "results" / "queries.json"
     report = bench.main(
         ["--rows", "20000", "--runs", "1", "--data-dir", str(tmp_path / "data"), "--out", str(out)]
@@ -67,7 +53,7 @@ def test_bench_queries_smoke(tmp_path: Path, capsys) -> None:
 
 
 def test_bench_records_a_failing_query_and_goes_on(tmp_path: Path, monkeypatch) -> None:
-    bench = _load_bench()
+    bench = load_bench("queries")
     ok = bench.QUERIES[0]
     bad = bench.Query("row_level", "SELECT amount FROM transactions", "scalar")
     monkeypatch.setattr(bench, "QUERIES", [bad, ok])
@@ -82,7 +68,7 @@ def test_bench_records_a_failing_query_and_goes_on(tmp_path: Path, monkeypatch) 
 
 
 def test_bench_exact_sql_points_at_raw_relations() -> None:
-    bench = _load_bench()
+    bench = load_bench("queries")
     from gateway.engines.duckdb import DuckDBEngine
 
     sql = bench.exact_sql(

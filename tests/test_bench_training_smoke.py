@@ -2,36 +2,21 @@
 finite per-epoch timings and ROC-AUCs in [0, 1]."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_bench
 from tests.training.conftest import _IGNORED  # third-party warnings on training threads (see there)
 
 pytestmark = [pytest.mark.filterwarnings(spec) for spec in _IGNORED]
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "training.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("dpgate_bench_training", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(spec.name, None)
-        raise
-    return module
 
 
 def test_bench_training_smoke(tmp_path: Path, capsys) -> None:
-    bench = _load_bench()
+    bench = load_bench("training")
     out = tmp_path / "results" / "training.json"
     report = bench.main([
         "--rows", "20000", "--batches", "256", "--epsilons", "3", "--auc-rows", "20000",
