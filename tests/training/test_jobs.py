@@ -26,7 +26,7 @@ def test_defaults_are_filled_in_and_exact():
     job = parse_job(BASE)
     assert job.method == "dpsgd"
     assert set(job.params) == set(METHODS["dpsgd"])
-    assert job.params["metrics_share"] == 0.1 and job.params["batch_size"] == 128
+    assert job.params["metrics_share"] == 0.1 and job.params["batch_size"] == 1024 and job.params["hidden"] == []
     assert job.epsilon == 1 and job.delta == Fraction("1e-6")
 
 
