@@ -63,7 +63,8 @@ def model_card(
         "task": job.task,
         "dataset": job.dataset,
         "table": job.table,
-        "label": {"column": job.label, "positive": spec.label.positive, "negative": spec.label.negative},
+        "label": {"column": job.label, "positive": spec.label.positive, "negative": spec.label.negative,
+                  **({"classes": list(spec.label.classes)} if spec.label.multiclass else {})},
         "features": spec.to_json(),
         "training": training,
         "created_at": created_at,
@@ -85,7 +86,8 @@ def model_card(
             "epsilon": cost.to_json()["epsilon"],
             "delta": cost.to_json()["delta"],
             "model": model,
-            "metrics": {**plan["metrics"], "mechanism": "laplace (OpenDP discrete Laplace), score histograms"},
+            "metrics": {**plan["metrics"], "mechanism": "laplace (OpenDP discrete Laplace), "
+                        + ("counts of correct and wrong predictions" if spec.label.multiclass else "score histograms")},
         }  # fmt: skip
         if "size" in plan:
             privacy["size"] = {**plan["size"], "mechanism": "laplace (OpenDP), count of training units"}
@@ -105,12 +107,28 @@ def model_card(
             card["caveats"] = [SECURE_MODE_CAVEAT]
             if model.get("accountant_note"):
                 card["caveats"].append(model["accountant_note"])
+        elif job.method == "pate":
+            pate = plan["pate"]
+            card.update(accountant=model["accountant"], aggregator=pate["aggregator"], queries=pate["queries"],
+                        noise_sigma=pate["sigma"], teachers=job.params["teachers"], public_table=job.public_table)  # fmt: skip
+            card["caveats"] = [
+                "PATE: the teachers and the student are trained without noise; the guarantee comes from the "
+                "noisy aggregation of the teachers' votes (every class's vote noised, OpenDP), accounted "
+                "data-independently (RDP) and charged before any vote was read. Teachers are partitioned by "
+                "privacy unit. The student saw only public rows and their noisy labels."
+            ]
         else:
             card["caveats"] = [DIFFPRIVLIB_CAVEAT]
-        card["caveats"].append(
-            "Metrics are computed from noisy histograms of held-out scores (binned AUC); they are "
-            "estimates whose noise grows as the metrics' ε share or the held-out set shrinks."
-        )
+        if spec.label.multiclass:
+            card["caveats"].append(
+                "Metrics come from noisy counts of correct and wrong held-out predictions (accuracy); they "
+                "are estimates whose noise grows as the metrics' ε share or the held-out set shrinks."
+            )
+        else:
+            card["caveats"].append(
+                "Metrics are computed from noisy histograms of held-out scores (binned AUC); they are "
+                "estimates whose noise grows as the metrics' ε share or the held-out set shrinks."
+            )
         if spec.skipped:
             card["caveats"].append(
                 "Columns without public bounds or categories were left out: " + ", ".join(spec.skipped)

@@ -177,15 +177,27 @@ def _truthy(values: pd.Series) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LabelSpec:
-    """The label column and its positive value; a row is positive when its label equals it."""
+    """The label column. Binary: `positive` is the value that counts as positive (`classes` empty).
+    Multi-class: `classes` is the label's public category list, in order; `positive` is None."""
 
     name: str
     type: str
     positive: Any
     negative: Any = None
+    classes: tuple[str, ...] = ()
+
+    @property
+    def multiclass(self) -> bool:
+        return bool(self.classes)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) if self.classes else 2
 
     def positives(self, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """``(y, known)``: 1.0 where the label is the positive value; `known` is False on NULL labels."""
+        if self.multiclass:
+            raise ValueError("a multi-class label has no positive value: use codes()")
         known = ~values.isna().to_numpy(dtype=bool)
         if self.type == "bool":
             y = _truthy(values) == (1.0 if self.positive else 0.0)
@@ -195,15 +207,36 @@ class LabelSpec:
             y = hit[codes]
         return y.astype(np.float32), known
 
+    def codes(self, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """``(y, known)``: int64 class indices (binary: 1 = positive); `known` is False on NULL labels
+        and, multi-class, on values outside the public list (a stable, per-row filter)."""
+        if not self.multiclass:
+            y, known = self.positives(values)
+            return y.astype(np.int64), known
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        index = {c: i for i, c in enumerate(self.classes)}
+        where = np.array([index.get(norm_key(u), -1) for u in uniques] + [-1], dtype=np.int64)
+        y = where[codes]
+        return np.where(y >= 0, y, 0), y >= 0
+
     def label_of(self, positive: bool) -> Any:
         return self.positive if positive else self.negative
 
+    def class_name(self, index: int) -> Any:
+        """The label value of class `index` (binary: 1 is the positive value)."""
+        if self.multiclass:
+            return self.classes[int(index)]
+        return self.label_of(bool(index))
+
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "positive": self.positive, "negative": self.negative}
+        out = {"name": self.name, "type": self.type, "positive": self.positive, "negative": self.negative}
+        if self.classes:
+            out["classes"] = list(self.classes)
+        return out
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> LabelSpec:
-        return LabelSpec(d["name"], d["type"], d["positive"], d.get("negative"))
+        return LabelSpec(d["name"], d["type"], d["positive"], d.get("negative"), tuple(d.get("classes") or ()))
 
 
 @dataclass(frozen=True)
@@ -446,6 +479,9 @@ def _label_spec(columns: Mapping[str, Any], label: Any, positive: Any) -> LabelS
         return LabelSpec(label, kind, positive, not positive)
     if kind in ("category", "int"):
         if positive is None:
+            cats = meta.get("categories") or []
+            if kind == "category" and len(cats) >= 2:  # multi-class over the public list
+                return LabelSpec(label, kind, None, None, tuple(dict.fromkeys(norm_key(c) for c in cats)))
             raise InvalidJob(f"label {label!r} needs `positive`, the value that counts as positive", field="positive")
         if isinstance(positive, (dict, list)):
             raise InvalidJob("positive must be a string, number or boolean", field="positive")

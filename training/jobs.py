@@ -37,6 +37,7 @@ class Task:
 
 TASKS: dict[str, Task] = {
     "credit_default": Task("cards", "card_customers", "default", "Yes", "credit-card default (ISLR Default)"),
+    "candlestick_pattern": Task("candlesticks", "windows", "label", None, "8 candlestick patterns (GAF images)"),
     "fraud": Task("cards", "transactions", "is_fraud", True, "card-transaction fraud"),
 }
 
@@ -68,15 +69,41 @@ _DPSGD: dict[str, tuple[type, Any, float, float]] = {
     "size_share": (float, 0.01, 0.001, 0.2),
 }
 
+#: PATE (`training.pate`): teachers on disjoint partitions by unit, GNMax / Confident-GNMax labels for
+#: public rows, a student trained on those alone. ``queries``: public rows asked (capped by the public
+#: table's size); σ follows from (ε, δ) and the queries (GNMax), or ``sigma`` fixes it and the queries
+#: that fit are asked. Confident-GNMax: ``threshold`` as a fraction of the teachers, ``sigma1`` its check's
+#: noise. The student: the MLP (or the CNN on image tables), trained without noise on public rows.
+_PATE: dict[str, tuple[type, Any, float, float]] = {
+    "teachers": (int, 100, 2, 5_000),
+    "aggregator": (str, "gnmax", 0, 0),
+    "queries": (int, 500, 1, 1_000_000),
+    "sigma": (float, 0.0, 0.0, 1e6),  # 0: derived from the queries
+    "threshold": (float, 0.6, 0.0, 1.0),
+    "sigma1": (float, 0.0, 0.0, 1e6),  # 0: 1.5 sigma
+    "epochs": (float, 20.0, 0.01, 100.0),
+    "batch_size": (int, 64, 1, 100_000),
+    "lr": (float, 0.01, 1e-6, 10.0),
+    "hidden": (list, [64, 32], 0, 4),
+    "teacher_epochs": (float, 10.0, 0.01, 100.0),
+}
+#: the string parameters and their choices
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "grad_sample_mode": ("auto", *GRAD_SAMPLE_MODES),
+    "aggregator": ("gnmax", "confident_gnmax"),
+}
+
 #: method -> its parameters (with the shared ones); the registry the service dispatches on
 METHODS: dict[str, dict[str, tuple[type, Any, float, float]]] = {
     "dpsgd": {**_SHARED, **_DPSGD},
+    "pate": {**_SHARED, **_PATE},
     "nonprivate": {**_SHARED, **_MLP},
     **{name: {**_SHARED, **m.params} for name, m in CLASSIC_METHODS.items()},
 }
 
 MAX_EPSILON = Fraction(100)
-_KEYS = {"task", "dataset", "table", "label", "positive", "features", "method", "epsilon", "delta", "params"}
+_KEYS = {"task", "dataset", "table", "label", "positive", "features", "method", "epsilon", "delta", "params",
+         "public_table"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,6 +120,7 @@ class JobSpec:
     delta: Fraction
     params: dict[str, Any] = field(default_factory=dict)
     task: str | None = None
+    public_table: str | None = None  # PATE: the unlabelled public table of the same dataset
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +134,7 @@ class JobSpec:
             "epsilon": str(self.epsilon),
             "delta": str(self.delta),
             "params": self.params,
+            "public_table": self.public_table,
         }
 
     @staticmethod
@@ -121,6 +150,7 @@ class JobSpec:
             delta=Fraction(d["delta"]),
             params=dict(d.get("params") or {}),
             task=d.get("task"),
+            public_table=d.get("public_table"),
         )
 
 
@@ -130,8 +160,7 @@ def parse_job(body: Any) -> JobSpec:
         raise InvalidJob("the job must be a JSON object", field="body")
     unknown = sorted(str(k)[:64] for k in body if k not in _KEYS)
     if unknown:
-        extra = " (PATE is not available yet)" if "public_table" in unknown else ""
-        raise InvalidJob(f"unknown job members: {', '.join(unknown)}{extra}", field=unknown[0])
+        raise InvalidJob(f"unknown job members: {', '.join(unknown)}", field=unknown[0])
     where = dict(body)
     task_name = where.get("task")
     if task_name is not None:
@@ -165,8 +194,14 @@ def parse_job(body: Any) -> JobSpec:
             raise InvalidJob(f"epsilon must be in (0, {MAX_EPSILON}]", field="epsilon")
     if not 0 <= delta < 1:
         raise InvalidJob("delta must be in [0, 1)", field="delta")
-    if method == "dpsgd" and delta == 0:
-        raise InvalidJob("DP-SGD needs delta > 0 (the Gaussian mechanism is not pure ε-DP)", field="delta")
+    if method in ("dpsgd", "pate") and delta == 0:
+        raise InvalidJob(f"{method} needs delta > 0 (its Gaussian noise is not pure ε-DP)", field="delta")
+    public_table = where.get("public_table")
+    if method == "pate":
+        if not isinstance(public_table, str) or not public_table or len(public_table) > 200:
+            raise InvalidJob("PATE needs public_table: a table of the dataset marked public", field="public_table")
+    elif public_table is not None:
+        raise InvalidJob("public_table is for method pate only", field="public_table")
     params = _params(method, where.get("params"))
     return JobSpec(
         dataset=where["dataset"],
@@ -179,6 +214,7 @@ def parse_job(body: Any) -> JobSpec:
         delta=delta,
         params=params,
         task=task_name,
+        public_table=public_table,
     )
 
 
@@ -218,7 +254,7 @@ def _params(method: str, given: Any) -> dict[str, Any]:
                 raise InvalidJob(f"{name} must be a list of at most {int(hi)} widths in [1, 1024]", field=where)
             out[name] = list(value)
         elif kind is str:
-            choices = ("auto", *GRAD_SAMPLE_MODES)
+            choices = _CHOICES[name]
             if value not in choices:
                 raise InvalidJob(f"{name} must be one of {', '.join(choices)}", field=where)
             out[name] = value

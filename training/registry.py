@@ -86,6 +86,20 @@ class ModelRegistry:
         where = self.path(model_id)
         spec = FeatureSpec.from_json(json.loads((where / "features.json").read_text()))
         card = json.loads((where / "card.json").read_text())
+        if (where / "model.pt").exists() and card["training"].get("architecture") == "gaf_cnn":
+            import torch
+
+            from .models import cnn_proba
+            from .vision.cnn import GafCNN
+
+            t = card["training"]
+            cnn = GafCNN(int(t["n_classes"]), window=int(t["image"]["window"]), channels=len(t["image"]["channels"]))
+            cnn.load_state_dict(torch.load(where / "model.pt", weights_only=True))
+            cnn.eval()
+            proba = cnn_proba(cnn, t["image"])
+            if not spec.label.multiclass:  # binary: P(positive), as the MLP's
+                return LoadedModel(spec, card, lambda x: proba(x)[:, 1])
+            return LoadedModel(spec, card, proba)
         if (where / "model.pt").exists():
             import torch
 

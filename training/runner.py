@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mechanisms.cost import Cost
+
 from . import store as st
 from .classic import CLASSIC_METHODS, fit_classic, positive_proba
 from .errors import InvalidJob
@@ -65,9 +67,14 @@ def run(
     key: SplitKey,
     progress: Progress,
     stopped: Callable[[], bool],
+    read_public: Callable[[list[str]], pd.DataFrame] | None = None,
+    charged: Cost | None = None,
 ) -> Outcome:
     """Train the job's model and measure it on the held-out units; raises Stop when cancelled."""
     spec = FeatureSpec.from_json(plan["features"])
+    if spec.label.multiclass or plan.get("image") is not None or job.method == "pate":
+        return _run_models(job, plan, spec, read=read, key=key, progress=progress, stopped=stopped,
+                           read_public=read_public, charged=charged)  # fmt: skip
     unit, k = plan["unit"], int(plan["k"])
     p = job.params
     columns = list(dict.fromkeys(([unit] if unit else []) + spec.source_columns + [job.label]))
@@ -100,6 +107,70 @@ def run(
         metrics = dp_metrics(scores[capped], y[held][capped], epsilon=Fraction(m["epsilon"]), k=m["sensitivity"])
         metrics["rows_per_unit"] = m["rows_per_unit"]
     return Outcome(model, kind, training, metrics, exact)
+
+
+def _run_models(
+    job: JobSpec, plan: dict[str, Any], spec: FeatureSpec, *, read: Callable[[list[str] | None], pd.DataFrame],
+    key: SplitKey, progress: Progress, stopped: Callable[[], bool],
+    read_public: Callable[[list[str]], pd.DataFrame] | None, charged: Cost | None,
+) -> Outcome:  # fmt: skip
+    """The CNN on image tables, multi-class labels, PATE (`training.models`)."""
+    from . import models
+    from .dpsgd import Cancelled
+
+    unit, k, p = plan["unit"], int(plan["k"]), job.params
+    columns = list(dict.fromkeys(([unit] if unit else []) + spec.source_columns + [job.label]))
+    frame = read(None if unit is None else columns)
+    if unit is not None:
+        frame = bounded(frame, unit, k, key)
+    y, known = spec.label.codes(frame[job.label])
+    frame = frame.loc[known].reset_index(drop=True)
+    y = y[known]
+    held = key.held_out(frame, unit, fraction=p["test_fraction"])
+    x = spec.encode(frame)
+    image = plan.get("image")
+    progress.set(0.05)
+    if stopped():
+        raise Stop()
+    try:
+        if job.method == "pate":
+            if read_public is None or charged is None:  # pragma: no cover - the service always passes both
+                raise AssertionError("PATE needs the public table and the job's charge")
+            x_public = models.public_rows(read_public(spec.source_columns), spec)
+            units = frame[unit].to_numpy() if unit is not None else np.arange(len(frame))
+            model, training = models.run_pate(
+                job, plan, spec, x, y, units, ~held, x_public, key.value, charged=charged,
+                on_progress=lambda f: progress.set(0.05 + 0.85 * f), stopped=stopped,
+            )  # fmt: skip
+        else:
+            model, training = models.run_cnn(
+                job, plan, x, y, ~held, on_step=lambda done, total: progress.set(0.05 + 0.85 * done / total),
+                stopped=stopped,
+            )  # fmt: skip
+    except Cancelled:
+        raise Stop() from None
+    if image is not None:
+        proba = models.cnn_proba(model, image)(x[held])
+    else:  # the tabular PATE student: a binary MLP
+        s1 = model.predict_proba(x[held])
+        proba = np.stack([1 - s1, s1], axis=1)
+    progress.set(0.95)
+    m = plan.get("metrics")
+    if spec.label.multiclass:
+        exact = models.multiclass_exact_metrics(proba, y[held])
+        metrics = None
+        if job.method != "nonprivate":
+            metrics = models.multiclass_dp_metrics(proba, y[held], epsilon=Fraction(m["epsilon"]), k=m["sensitivity"])
+    else:
+        scores = proba[:, 1]
+        exact = exact_metrics(scores, y[held].astype(np.float32))
+        metrics = None
+        if job.method != "nonprivate":
+            yf = y[held].astype(np.float32)
+            capped = per_unit_and_class(frame.loc[held].reset_index(drop=True), unit, yf, m["rows_per_unit"], key)
+            metrics = dp_metrics(scores[capped], yf[capped], epsilon=Fraction(m["epsilon"]), k=m["sensitivity"])
+            metrics["rows_per_unit"] = m["rows_per_unit"]
+    return Outcome(model, "torch", training, metrics, exact)
 
 
 def grad_sample_mode(requested: str, *, k: int) -> str:

@@ -41,12 +41,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from budget import BudgetExhausted, Ledger
 from mechanisms import Cost, LaplaceCount
 
-from . import cards, runner
+from . import cards, models, runner
 from . import store as st
 from .errors import Forbidden, InvalidJob, JobFailed, NotFound, TrainingError, UnknownDataset
 from .features import FeatureSpec, build_spec
@@ -111,11 +112,34 @@ class TrainingService:
             raise InvalidJob(f"dataset {job.dataset!r} has no table {job.table!r}", field="table")
         table = tables[job.table] or {}
         unit, k = _unit_and_k(meta, table)
-        spec = build_spec(table, unit=unit, label=job.label, positive=job.positive, features=job.features)
+        image = table.get("image")
+        features = job.features
+        if image is not None:
+            if features is not None:
+                raise InvalidJob("an image table trains on the whole image: leave features out", field="features")
+            if job.method not in ("dpsgd", "pate", "nonprivate"):
+                raise InvalidJob("image tables train the CNN: method dpsgd, pate or nonprivate", field="method")
+            if k != 1:
+                raise InvalidJob("an image table needs max_rows_per_unit 1 (one image per unit)", field="table")
+            features = models.image_columns(image)
+        spec = build_spec(table, unit=unit, label=job.label, positive=job.positive, features=features)
+        if spec.label.multiclass and image is None:
+            raise InvalidJob(
+                "a label without `positive` is multi-class: tabular models are binary (give `positive`); "
+                "multi-class models train on image tables",
+                field="positive",
+            )
+        if job.method == "pate":
+            public = tables.get(job.public_table or "") or {}
+            if not public.get("public"):
+                raise InvalidJob("public_table must name a table of this dataset marked public", field="public_table")
+            lacking = [c for c in spec.source_columns if c not in (public.get("columns") or {})]
+            if lacking:
+                raise InvalidJob(f"the public table lacks the feature column {lacking[0]!r}", field="public_table")
         if job.method != "nonprivate":
             self._check_room(analyst, job)
         job_id = uuid.uuid4().hex
-        plan, cost = self._plan(job, spec, unit=unit, k=k)
+        plan, cost = self._plan(job, spec, unit=unit, k=k, image=image)
         entry_id = None
         if cost is not None:
             charge = self.ledger.charge(
@@ -181,11 +205,16 @@ class TrainingService:
         loaded = self.registry.load(model_id)
         x = loaded.spec.encode_rows(rows)
         p = loaded.proba(x)
-        return {
-            "predictions": [
-                {"label": loaded.spec.label.label_of(bool(v > 0.5)), "probability": float(v)} for v in p
-            ]
-        }
+        label = loaded.spec.label
+        if label.multiclass:
+            return {
+                "predictions": [
+                    {"label": label.class_name(int(np.argmax(v))), "probability": float(np.max(v)),
+                     "probabilities": {c: float(pc) for c, pc in zip(label.classes, v, strict=True)}}
+                    for v in p
+                ]
+            }  # fmt: skip
+        return {"predictions": [{"label": label.label_of(bool(v > 0.5)), "probability": float(v)} for v in p]}
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the job's run has ended (tests, CLI); returns its status (administrator view)."""
@@ -236,7 +265,7 @@ class TrainingService:
     def _check_room(self, analyst: str, job: JobSpec) -> None:
         """Refuse, before any data is read, a job whose cost the budget may not cover: its requested ε,
         and its δ where the method spends δ (DP-SGD; diffprivlib's models are pure ε-DP)."""
-        requested = Cost(job.epsilon, job.delta if job.method == "dpsgd" else Fraction(0))
+        requested = Cost(job.epsilon, job.delta if job.method in ("dpsgd", "pate") else Fraction(0))
         remaining = self.ledger.remaining_cost(analyst, job.dataset)
         for level, left in (("analyst", remaining.analyst), ("dataset", remaining.dataset)):
             if not requested.fits_within(left):
@@ -244,7 +273,9 @@ class TrainingService:
                     requested=requested, remaining=left, level=level, analyst=analyst, dataset=job.dataset
                 )
 
-    def _plan(self, job: JobSpec, spec: FeatureSpec, *, unit: str | None, k: int) -> tuple[dict[str, Any], Cost | None]:
+    def _plan(
+        self, job: JobSpec, spec: FeatureSpec, *, unit: str | None, k: int, image: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], Cost | None]:
         """The job's privacy plan (stored with it, shown on its card) and its total cost."""
         p = job.params
         plan: dict[str, Any] = {
@@ -252,6 +283,8 @@ class TrainingService:
             "unit": unit,
             "k": k,
             "requested": {"epsilon": str(job.epsilon), "delta": str(job.delta)},
+            "image": image,
+            "n_classes": spec.label.n_classes,
         }
         if job.method == "nonprivate":
             plan["nonprivate"] = True
@@ -262,9 +295,23 @@ class TrainingService:
             "epsilon": str(metrics_eps),
             "share": p["metrics_share"],
             "rows_per_unit": r_metrics,
-            "sensitivity": min(k, 2 * r_metrics),
+            # binary: at most r positive and r negative rows per unit; multi-class: a unit's k rows
+            "sensitivity": k if spec.label.multiclass else min(k, 2 * r_metrics),
         }
-        if job.method == "dpsgd":
+        if job.method == "pate":
+            pate = self._plan_pate(job, spec, target=job.epsilon - metrics_eps)
+            plan["pate"] = pate.to_json()
+            plan["model"] = {
+                "epsilon_charged": str(pate.cost.epsilon),
+                "epsilon": pate.epsilon,
+                "delta": pate.delta,
+                "accountant": f"PATE {pate.aggregator}: data-independent RDP (zCDP rho {pate.rho:.6g}), "
+                "converted to (ε, δ)",
+                "queries": pate.queries,
+                "sigma": pate.sigma,
+            }
+            cost = Cost(pate.cost.epsilon + metrics_eps, job.delta)
+        elif job.method == "dpsgd":
             from .dpsgd import plan_dpsgd
 
             size_eps = job.epsilon * _exact(p["size_share"])
@@ -302,6 +349,41 @@ class TrainingService:
             cost = Cost(model_eps + metrics_eps, Fraction(0))
         assert cost.fits_within(Cost(job.epsilon, job.delta))
         return plan, cost
+
+    def _plan_pate(self, job: JobSpec, spec: FeatureSpec, *, target: Fraction) -> Any:
+        """The PATE plan within `target` ε: σ and the queries from public inputs only — the job's
+        parameters and the size of the public table (public data, read at no cost)."""
+        from .pate import plan_confident_gnmax, plan_gnmax
+
+        p = job.params
+        assert job.public_table is not None
+        n_public = len(self._read_table(job.dataset, job.public_table, spec.source_columns[:1]))
+        if n_public < 1:
+            raise InvalidJob("the public table is empty", field="public_table")
+        queries = min(p["queries"], n_public)
+        eps, n_classes = float_down(target), spec.label.n_classes
+        try:
+            if p["aggregator"] == "gnmax":
+                if p["sigma"] > 0:
+                    plan = plan_gnmax(epsilon=eps, delta=job.delta, n_classes=n_classes, sigma=p["sigma"])
+                    if plan.queries > queries:
+                        plan = plan_gnmax(epsilon=eps, delta=job.delta, n_classes=n_classes, sigma=p["sigma"], queries=queries)
+                else:
+                    plan = plan_gnmax(epsilon=eps, delta=job.delta, n_classes=n_classes, queries=queries)
+            else:
+                sigma2 = p["sigma"] or 20.0
+                plan = plan_confident_gnmax(
+                    epsilon=eps, delta=job.delta, n_classes=n_classes, threshold=p["threshold"] * p["teachers"],
+                    sigma1=p["sigma1"] or 1.5 * sigma2, sigma2=sigma2,
+                )  # fmt: skip
+                if plan.queries > queries:
+                    plan = plan_confident_gnmax(
+                        epsilon=eps, delta=job.delta, n_classes=n_classes, threshold=p["threshold"] * p["teachers"],
+                        sigma1=p["sigma1"] or 1.5 * sigma2, sigma2=sigma2, queries=queries,
+                    )  # fmt: skip
+        except ValueError as exc:
+            raise InvalidJob(f"no PATE plan fits this epsilon: {exc}", field="epsilon") from None
+        return plan
 
     def _count_training_units(self, job: JobSpec, unit: str | None) -> int:
         """The exact number of training units — used only through a noisy release (see `_plan`)."""
@@ -370,9 +452,15 @@ class TrainingService:
     ) -> dict[str, Any]:
         job = JobSpec.from_json(rec["spec"])
         plan = rec["plan"]
+        charged = None
+        if rec["cost_epsilon"] is not None:
+            charged = Cost(Fraction(rec["cost_epsilon"]), Fraction(rec["cost_delta"]))
+        public = job.public_table
         out = runner.run(
-            job, plan, read=lambda cols: self._read(job, cols), key=self.key, progress=progress, stopped=stopped
-        )
+            job, plan, read=lambda cols: self._read(job, cols), key=self.key, progress=progress, stopped=stopped,
+            read_public=None if public is None else (lambda cols: self._read_table(job.dataset, public, cols)),
+            charged=charged,
+        )  # fmt: skip
         model_id = uuid.uuid4().hex
         spec = FeatureSpec.from_json(plan["features"])
         card = cards.model_card(

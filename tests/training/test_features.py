@@ -116,7 +116,8 @@ def test_label_positive_is_checked_against_the_public_list():
     with pytest.raises(InvalidJob, match="positive"):
         build_spec({"columns": cols}, unit="u", label="y", positive="Maybe", features=None)
     with pytest.raises(InvalidJob, match="needs `positive`"):
-        build_spec({"columns": cols}, unit="u", label="y", positive=None, features=None)
+        build_spec({"columns": {**cols, "n": {"type": "int", "lower": 0, "upper": 3}}}, unit="u", label="n",
+                   positive=None, features=["a"])  # fmt: skip
     s = build_spec({"columns": cols}, unit="u", label="y", positive="Yes", features=None)
     assert (s.label.positive, s.label.negative) == ("Yes", "No")
     y, known = s.label.positives(pd.Series(["Yes", "No", None]))
@@ -179,3 +180,22 @@ class TestPredictionRows:
     def test_rows_must_be_a_list_of_objects(self, rows):
         with pytest.raises(InvalidJob):
             spec(["amount"]).encode_rows(rows)
+
+
+def test_a_category_label_without_positive_is_multiclass_over_its_public_list():
+    cols = {"u": {"type": "id"}, "y": {"type": "category", "categories": ["up", "down", "flat"]},
+            "a": COLUMNS["amount"]}  # fmt: skip
+    s = build_spec({"columns": cols}, unit="u", label="y", positive=None, features=None)
+    assert s.label.multiclass and s.label.classes == ("up", "down", "flat") and s.label.n_classes == 3
+    y, known = s.label.codes(pd.Series(["flat", "up", None, "sideways", "down"]))
+    assert known.tolist() == [True, True, False, False, True]
+    np.testing.assert_array_equal(y[known], [2, 0, 1])
+    assert [s.label.class_name(i) for i in range(3)] == ["up", "down", "flat"]
+    with pytest.raises(ValueError, match="multi-class"):
+        s.label.positives(pd.Series(["up"]))
+    back = type(s).from_json(s.to_json())
+    assert back.label == s.label
+    # binary labels keep their codes: 1 = positive
+    b = build_spec({"columns": cols}, unit="u", label="y", positive="up", features=None)
+    y, known = b.label.codes(pd.Series(["up", "down", None]))
+    assert y.tolist()[:2] == [1, 0] and known.tolist() == [True, True, False] and b.label.class_name(1) == "up"

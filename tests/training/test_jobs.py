@@ -41,7 +41,11 @@ def test_defaults_are_filled_in_and_exact():
         ({"epsilon": True}, "epsilon"),
         ({"delta": 0}, "delta"),  # DP-SGD needs δ > 0
         ({"delta": 1.5}, "delta"),
-        ({"method": "pate"}, "method"),
+        ({"method": "pate"}, "public_table"),  # PATE needs its public table
+        ({"method": "pate", "public_table": "p", "delta": 0}, "delta"),
+        ({"method": "pate", "public_table": "p", "params": {"aggregator": "max"}}, "params.aggregator"),
+        ({"method": "pate", "public_table": "p", "params": {"teachers": 1}}, "params.teachers"),
+        ({"method": "boosting"}, "method"),
         ({"dataset": None}, "dataset"),
         ({"label": 7}, "label"),
         ({"features": "balance"}, "features"),
@@ -67,6 +71,13 @@ def test_invalid_bodies_are_refused_with_the_field(change, field):
         parse_job(body)
     assert info.value.code == "invalid_request" and info.value.status == 400
     assert info.value.to_dict()["field"] == field
+
+
+def test_pate_takes_a_public_table_and_its_own_parameters():
+    job = parse_job({**BASE, "method": "pate", "public_table": "pub", "params": {"teachers": 50, "aggregator": "confident_gnmax"}})
+    assert job.public_table == "pub" and job.params["teachers"] == 50 and job.params["aggregator"] == "confident_gnmax"
+    assert job.params["queries"] == 500 and "max_grad_norm" not in job.params
+    assert type(job).from_json(job.to_json()) == job
 
 
 def test_classic_methods_take_their_own_parameters_and_need_no_delta():

@@ -4,8 +4,8 @@ and charged before any teacher vote is used.
 
 Modules: `partition` (teacher of each row, by keyed hash of its unit), `aggregate` (the aggregators),
 `accounting` (RDP of the aggregators, RDP → (ε, δ), fitting queries or σ to a target ε), `plan` (a
-plan fitted to (ε, δ), and `label_queries`, which charges it before asking the teachers). Training the
-teacher and student models is not here.
+plan fitted to (ε, δ), and `label_queries`, which charges it before asking the teachers), `teachers`
+(`train_pate`: teachers, noisy labels and the student end to end, with default non-private fits).
 """
 
 from .accounting import (
@@ -25,13 +25,19 @@ from .accounting import (
 from .aggregate import ABSTAIN, ConfidentGNMax, GNMax, vote_histogram
 from .partition import partition_units
 from .plan import PATEPlan, label_queries, plan_confident_gnmax, plan_gnmax
+from .teachers import EMPTY_VOTE, MIN_LABELLED, Fit, PATEResult, Predict, logreg_fit, mlp_fit, train_pate
 
 __all__ = [
     "ABSTAIN",
     "DEFAULT_ORDERS",
+    "EMPTY_VOTE",
+    "MIN_LABELLED",
     "ConfidentGNMax",
+    "Fit",
     "GNMax",
     "PATEPlan",
+    "PATEResult",
+    "Predict",
     "confident_gnmax_epsilon",
     "confident_gnmax_rdp",
     "confident_gnmax_rho",
@@ -39,13 +45,16 @@ __all__ = [
     "gnmax_rdp",
     "gnmax_rho",
     "label_queries",
+    "logreg_fit",
     "max_confident_queries",
     "max_queries",
+    "mlp_fit",
     "partition_units",
     "plan_confident_gnmax",
     "plan_gnmax",
     "rdp_to_epsilon",
     "sigma_for",
     "threshold_rdp",
+    "train_pate",
     "vote_histogram",
 ]

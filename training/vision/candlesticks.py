@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .gaf import CHANNELS, encode_candles
-from .patterns import CLASSES, DEFAULT_RULES, NO_PATTERN, Rules, match_matrix
+from .patterns import CLASSES, DEFAULT_RULES, NO_PATTERN, Rules, label_codes, match_matrix
 
 __all__ = [
     "COLUMN_CHANNELS",
@@ -95,9 +95,7 @@ def _labelled_windows(window: int, rules: Rules) -> tuple[pd.DataFrame, np.ndarr
     -3 left out (a day with high == low in the window)."""
     days = _sp500()
     windows = sliding_windows(days[["open", "high", "low", "close"]].to_numpy(), window)
-    m = match_matrix(windows, CLASSES, rules=rules)
-    hits = m.sum(axis=1)
-    codes = np.where(hits == 1, m.argmax(axis=1), np.where(hits == 0, -1, -2))
+    codes = label_codes(match_matrix(windows, CLASSES, rules=rules), CLASSES)
     # a day with high == low is a data gap, not a candle (all of 1950-1961, a few later days): a window
     # holding one would be labelled against a context of empty candles, so it is left out
     flat_day = windows[:, :, 1] == windows[:, :, 2]

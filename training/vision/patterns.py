@@ -9,21 +9,19 @@ being "no pattern". They come in four bullish/bearish mirror pairs:
 class                  candles  trend    rule (last candle ``c``, the one before ``p``, before it ``q``)
 =====================  =======  =======  ================================================================
 ``evening_star``       3        up       ``q`` long white; ``p`` short body whose centre is at or
-                                         above ``q``'s close; ``c`` black, closing at or below
-                                         ``q``'s body centre
+                                         above ``q``'s close; ``c`` black, closing at least
+                                         ``penetration`` (0.3) of ``q``'s body below ``q``'s close
 ``morning_star``       3        down     mirror: ``q`` long black; ``p`` short, centre at or below
-                                         ``q``'s close; ``c`` white, closing at or above ``q``'s
-                                         body centre
-``bearish_engulfing``  2        up       ``p`` long white; ``c`` black whose body covers ``p``'s body
+                                         ``q``'s close; ``c`` white, closing at least 0.3 of ``q``'s
+                                         body above ``q``'s close
+``bearish_engulfing``  2        up       ``p`` white; ``c`` black whose body covers ``p``'s body
                                          (one end may be equal, not both)
-``bullish_engulfing``  2        down     mirror: ``p`` long black; ``c`` white covering it
-``shooting_star``      2        up       ``p`` long white; ``c`` has a short body, an upper shadow at
-                                         least twice its body and at least one reference body long,
-                                         a lower shadow at most half the upper (so the body sits in
-                                         the lower half of the candle's range), and its body at or
-                                         above ``p``'s body centre
-``inverted_hammer``    2        down     ``p`` long black; ``c`` of the same shape as the shooting
-                                         star, its body at or below ``p``'s body centre
+``bullish_engulfing``  2        down     mirror: ``p`` black; ``c`` white covering it
+``shooting_star``      1        up       ``c`` has a short body, an upper shadow at least twice its
+                                         body and at least half a reference body long, and a lower
+                                         shadow at most half the upper (so the body sits in the lower
+                                         half of the candle's range)
+``inverted_hammer``    1        down     ``c`` of the same shape as the shooting star
 ``bearish_harami``     2        up       ``p`` long white; ``c`` black whose body lies inside ``p``'s
                                          body (one end may be equal, not both)
 ``bullish_harami``     2        down     mirror: ``p`` long black; ``c`` white inside it
@@ -32,14 +30,33 @@ class                  candles  trend    rule (last candle ``c``, the one before
 Why these eight: they are GAF-CNN's (and so the study's) label set, each is a named pattern whose
 bullish/bearish twin is also in the set, and each is fixed by its candles' shapes together with the
 prior trend. The issue also names the hammer and the hanging man; they are detected here
-(`EXTRA_PATTERNS`, usable with ``classes=ALL_PATTERNS``) but left out of the label set, as in GAF-CNN:
-they are one-candle patterns of one shape told apart by the trend alone, which makes them the weakest
-defined of the ten, and keeping the study's eight keeps results comparable with it.
+(`EXTRA_PATTERNS`, usable with ``classes=ALL_PATTERNS``) but left out of the label set, as in GAF-CNN,
+so that results stay comparable with the study's.
 
-"No pattern" (`NO_PATTERN`) is the rejection label: `detect` returns None when no rule fires, and also
-when more than one of the requested classes fires (it happens: a short black candle with a long upper
-shadow inside the upper half of a long white body is both a bearish harami and a shooting star), so
-that every labelled window has exactly one well-defined class.
+The rules follow the standard definitions (Nison, *Japanese Candlestick Charting Techniques*, 2nd ed.
+2001; TA-Lib's ``CDL*`` functions for the numbers) and are never stricter than they are:
+
+* engulfing: Nison asks for a trend, opposite colours and a second real body that engulfs the first;
+  the first body may be small (TA-Lib's ``CDLENGULFING`` sets no size either). An earlier version
+  asked for a long first body, which kept only one engulfing in six;
+* shooting star and inverted hammer: Nison's shape is one candle after the trend, a small real body at
+  the lower end of the range, an upper shadow at least twice the body and little lower shadow; a gap
+  from the prior body is "ideal", not required, and the prior candle's size and colour are no part of
+  the definition. An earlier version required a long prior candle of the trend's colour and the star's
+  body beyond its centre, which left 14 inverted hammers in 66 years of the S&P 500. The shadow must
+  also be at least half the reference body long, so that a near-doji day with a flick of an upper
+  shadow is not a star (TA-Lib compares the shadow with the candle's own body only);
+* morning and evening star: the third candle must close "well into" the first body; TA-Lib's default
+  penetration is 0.3 of that body (`Rules.penetration`), where an earlier version asked for half;
+* harami: as Nison (a long body, then a body inside it, of the opposite colour here).
+
+Overlaps, and `NO_PATTERN`. A longer pattern can contain a shorter one: the third candle of a morning
+star often engulfs the star, and a small candle inside a long body may have a star's shadow. The longest
+pattern that fires is the label (it explains the most candles; Nison reads a morning star whose third
+candle engulfs the star as a morning star). Only when two patterns of that same length fire is the
+window ambiguous; `detect` then returns None, as it does when no rule fires, so that every labelled
+window has exactly one well-defined class. (With the default rules no two patterns of one length can
+fire together: the trend, the colours and the shadows exclude each other; custom `Rules` may allow it.)
 
 Definitions, all computed inside the window, so that a window's label is a function of that window
 alone (the window is the privacy unit):
@@ -57,10 +74,11 @@ alone (the window is the privacy unit):
   an uptrend when ``>= trend_min * ref_range`` and a downtrend when ``<= -trend_min * ref_range``, with
   ``trend_min = 0.5`` (scale free, so one threshold serves the index at 60 and at 2,000 points).
 
-The thresholds (`Rules`) are the classic shapes at their loosest defensible reading: daily S&P 500
-candles rarely have the "little or no" opposite shadow of textbook stars and hammers (on volatile days
-both shadows are long), and from 1962 to the early 1980s the index's open is mostly the previous
-close, so body-gap conditions are relaxed to body-centre conditions, as GAF-CNN's own rules do.
+Two readings are looser than the textbook, because of the data: daily S&P 500 candles rarely have the
+"little or no" opposite shadow of textbook stars and hammers (on volatile days both shadows are long),
+so the opposite shadow may be up to half the long one; and from 1962 to the early 1980s the index's
+open is mostly the previous close, so the star's gap is relaxed to a body-centre condition, as
+GAF-CNN's own rules do.
 
 A window whose context has no body at all (``ref_body == 0``, e.g. the S&P 500 rows before 1962 carry
 open = high = low = close) gets no label.
@@ -83,6 +101,7 @@ __all__ = [
     "PATTERN_LENGTH",
     "Rules",
     "detect",
+    "label_codes",
     "label_windows",
     "match_matrix",
 ]
@@ -110,8 +129,8 @@ PATTERN_LENGTH: dict[str, int] = {
     "morning_star": 3,
     "bearish_engulfing": 2,
     "bullish_engulfing": 2,
-    "shooting_star": 2,
-    "inverted_hammer": 2,
+    "shooting_star": 1,
+    "inverted_hammer": 1,
     "bearish_harami": 2,
     "bullish_harami": 2,
     "hammer": 1,
@@ -128,13 +147,15 @@ class Rules:
     long_body: float = 1.0  # long body: |body| >= long_body * ref_body
     short_body: float = 1.0  # short body: |body| < short_body * ref_body
     shadow_ratio: float = 2.0  # star/hammer: long shadow >= shadow_ratio * |body|
-    long_shadow: float = 1.0  # ... and >= long_shadow * ref_body
+    long_shadow: float = 0.5  # ... and >= long_shadow * ref_body
     small_shadow: float = 0.5  # ... and the other shadow <= small_shadow * long shadow
+    penetration: float = 0.3  # star: c closes this share of q's body into it (TA-Lib's default)
 
     def __post_init__(self) -> None:
         if self.trend_len < 2:
             raise ValueError("trend_len must be at least 2 (a slope needs two closes)")
-        for name in ("trend_min", "long_body", "short_body", "shadow_ratio", "long_shadow", "small_shadow"):
+        names = ("trend_min", "long_body", "short_body", "shadow_ratio", "long_shadow", "small_shadow", "penetration")
+        for name in names:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -238,7 +259,7 @@ def _evening_star(k: _Candles) -> np.ndarray:
         & k.short(-2, ref_body)
         & (k.mid[:, -2] >= k.close[:, -3])
         & k.black(-1)
-        & (k.close[:, -1] <= k.mid[:, -3])
+        & (k.close[:, -1] <= k.close[:, -3] - k.rules.penetration * k.abs_body[:, -3])
     )
 
 
@@ -251,40 +272,28 @@ def _morning_star(k: _Candles) -> np.ndarray:
         & k.short(-2, ref_body)
         & (k.mid[:, -2] <= k.close[:, -3])
         & k.white(-1)
-        & (k.close[:, -1] >= k.mid[:, -3])
+        & (k.close[:, -1] >= k.close[:, -3] + k.rules.penetration * k.abs_body[:, -3])
     )
 
 
 def _bearish_engulfing(k: _Candles) -> np.ndarray:
-    trend, ref_body, _ = k.context(2)
-    return (trend == 1) & k.white(-2) & k.long(-2, ref_body) & k.black(-1) & k.engulfs(-1, -2)
+    trend, _, _ = k.context(2)
+    return (trend == 1) & k.white(-2) & k.black(-1) & k.engulfs(-1, -2)
 
 
 def _bullish_engulfing(k: _Candles) -> np.ndarray:
-    trend, ref_body, _ = k.context(2)
-    return (trend == -1) & k.black(-2) & k.long(-2, ref_body) & k.white(-1) & k.engulfs(-1, -2)
+    trend, _, _ = k.context(2)
+    return (trend == -1) & k.black(-2) & k.white(-1) & k.engulfs(-1, -2)
 
 
 def _shooting_star(k: _Candles) -> np.ndarray:
-    trend, ref_body, _ = k.context(2)
-    return (
-        (trend == 1)
-        & k.white(-2)
-        & k.long(-2, ref_body)
-        & k.star_shape(-1, ref_body)
-        & (k.bottom[:, -1] >= k.mid[:, -2])
-    )
+    trend, ref_body, _ = k.context(1)
+    return (trend == 1) & k.star_shape(-1, ref_body)
 
 
 def _inverted_hammer(k: _Candles) -> np.ndarray:
-    trend, ref_body, _ = k.context(2)
-    return (
-        (trend == -1)
-        & k.black(-2)
-        & k.long(-2, ref_body)
-        & k.star_shape(-1, ref_body)
-        & (k.top[:, -1] <= k.mid[:, -2])
-    )
+    trend, ref_body, _ = k.context(1)
+    return (trend == -1) & k.star_shape(-1, ref_body)
 
 
 def _bearish_harami(k: _Candles) -> np.ndarray:
@@ -342,16 +351,31 @@ def match_matrix(
     return np.stack([_DETECTORS[c](k) for c in classes], axis=1)
 
 
+def label_codes(matches: np.ndarray, classes: Sequence[str] = CLASSES) -> np.ndarray:
+    """Int array (n,) from a `match_matrix` (n, len(classes)): the index in ``classes`` of the label,
+    -1 where no rule fires, -2 where the longest patterns that fire are two or more (ambiguous).
+
+    Among the rules that fire, only those of the longest pattern count (see the module docstring)."""
+    classes = _check_classes(classes)
+    m = np.asarray(matches, dtype=bool)
+    if m.ndim != 2 or m.shape[1] != len(classes):
+        raise ValueError(f"expected matches of shape (n, {len(classes)}), got {m.shape}")
+    lengths = np.array([PATTERN_LENGTH[c] for c in classes])
+    longest = np.where(m, lengths[None, :], 0).max(axis=1, initial=0)
+    m = m & (lengths[None, :] == longest[:, None])
+    hits = m.sum(axis=1)
+    return np.where(hits == 1, m.argmax(axis=1), np.where(hits == 0, -1, -2))
+
+
 def label_windows(
     ohlc_windows: np.ndarray, classes: Sequence[str] = CLASSES, *, rules: Rules = DEFAULT_RULES
 ) -> np.ndarray:
-    """Object array (n,) of class names, or None where no rule fires or more than one does."""
+    """Object array (n,) of class names, or None where no rule fires or the window is ambiguous."""
     classes = _check_classes(classes)
-    m = match_matrix(ohlc_windows, classes, rules=rules)
-    out = np.full(m.shape[0], None, dtype=object)
-    unique = m.sum(axis=1) == 1
-    names = np.array(classes, dtype=object)
-    out[unique] = names[m[unique].argmax(axis=1)]
+    codes = label_codes(match_matrix(ohlc_windows, classes, rules=rules), classes)
+    out = np.full(codes.shape[0], None, dtype=object)
+    named = codes >= 0
+    out[named] = np.array(classes, dtype=object)[codes[named]]
     return out
 
 

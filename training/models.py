@@ -1,0 +1,242 @@
+"""Training runs beyond the binary tabular MLP: the GAF CNN on image tables (DP-SGD or non-private),
+multi-class labels, and PATE (teachers on the private table, a student on a public one).
+
+Guarantees. DP-SGD on an image table is the same Poisson-subsampled Gaussian mechanism as the tabular
+MLP (`training.dpsgd`): a sample is a privacy unit, here a window of one row (max_rows_per_unit 1 is
+required), clipped per sample by Opacus, with the plan the job was charged for. PATE's guarantee is the
+aggregator's (`training.pate`): the teachers are trained without noise on disjoint partitions by unit,
+so one unit changes one teacher's vote on each query; the plan's (ε, δ) was charged when the job
+started and `label_queries` is handed a charge callback that only checks that. The student sees public
+rows and the noisy labels, nothing else.
+
+Metrics of multi-class models are one release: the counts of correct and wrong predictions over the
+held-out rows (at most k rows per unit, so L1 sensitivity k), noised by `mechanisms.LaplaceCount` within
+the metrics' ε share; binary models use `metrics.dp_metrics` as the tabular MLP does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mechanisms import LaplaceCount
+from mechanisms.cost import Cost
+
+from .errors import InvalidJob
+from .features import FeatureSpec
+from .jobs import JobSpec
+
+__all__ = ["image_columns", "images", "multiclass_dp_metrics", "multiclass_exact_metrics", "run_cnn", "run_pate"]
+
+
+def image_columns(image: dict[str, Any]) -> list[str]:
+    """The pixel columns of an image table, row-major (i, j, channel) — the order `images` reshapes."""
+    w, prefix = int(image["window"]), str(image.get("prefix", "gaf_"))
+    return [f"{prefix}{i}_{j}_{ch}" for i in range(w) for j in range(w) for ch in image["channels"]]
+
+
+def images(x: np.ndarray, image: dict[str, Any]) -> np.ndarray:
+    """Encoded rows ``[n, W*W*C]`` as images ``[n, W, W, C]``."""
+    w = int(image["window"])
+    return np.ascontiguousarray(x.reshape(len(x), w, w, len(image["channels"])))
+
+
+def multiclass_exact_metrics(proba: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    n = len(y)
+    pred = proba.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
+    return {"held_out_rows": int(n), "accuracy": None if n == 0 else float((pred == y).mean()),
+            "classes": int(proba.shape[1]) if proba.ndim == 2 else None}  # fmt: skip
+
+
+def multiclass_dp_metrics(proba: np.ndarray, y: np.ndarray, *, epsilon: Fraction, k: int) -> dict[str, Any]:
+    """Noisy counts of correct and wrong held-out predictions (ε-DP, L1 sensitivity k) and the
+    accuracy they imply (post-processing)."""
+    correct = int((proba.argmax(axis=1) == y).sum()) if len(y) else 0
+    mech = LaplaceCount(epsilon=epsilon, sensitivity=k)
+    right, wrong = (max(0, int(v)) for v in mech.release([correct, len(y) - correct]))
+    total = right + wrong
+    return {"accuracy": None if total == 0 else right / total, "held_out_rows": total,
+            "mechanism": "laplace", "scale": float(mech.scale)}  # fmt: skip
+
+
+# -- the GAF CNN ----------------------------------------------------------------------------------------
+
+
+def run_cnn(
+    job: JobSpec, plan: dict[str, Any], x: np.ndarray, y: np.ndarray, train: np.ndarray,
+    *, on_step: Callable[[int, int], None], stopped: Callable[[], bool],
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Train the CNN on the training rows (DP-SGD when the job is dpsgd); returns (model, training)."""
+    from .dpsgd import DPSGDPlan
+    from .vision.cnn import GafCNN, train_cnn
+
+    image, p = plan["image"], job.params
+    n_classes = int(plan["n_classes"])
+    imgs = images(x[train], image)
+    if len(imgs) == 0:
+        raise InvalidJob("the training part of the table is empty", field="table")
+    model = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]))
+    if job.method == "dpsgd":
+        m = plan["model"]
+        dp: DPSGDPlan | None = DPSGDPlan(**{f: m[f] for f in DPSGDPlan.__dataclass_fields__})
+        steps = int(m["steps"])
+    else:
+        dp, steps = None, max(1, math.ceil(p["epochs"] * len(imgs) / p["batch_size"]))
+    ran = train_cnn(
+        model, imgs, y[train], steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=dp,
+        on_step=lambda done: on_step(done, steps), should_stop=stopped,
+    )  # fmt: skip
+    return model, _cnn_training(image, n_classes, p, ran)
+
+
+def _cnn_training(image: dict[str, Any], n_classes: int, p: dict[str, Any], steps: int) -> dict[str, Any]:
+    return {
+        "architecture": "gaf_cnn",
+        "layers": "conv 3x3 x2, dense 256",
+        "n_classes": n_classes,
+        "image": image,
+        "optimizer": "adam",
+        "lr": p["lr"],
+        "batch_size": p["batch_size"],
+        "epochs": p["epochs"],
+        "steps": steps,
+        "samples": "units (one window each)",
+    }
+
+
+def cnn_proba(model: Any, image: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+    from .vision.cnn import predict_proba
+
+    return lambda x: predict_proba(model, images(x, image))
+
+
+# -- PATE -----------------------------------------------------------------------------------------------
+
+
+def run_pate(
+    job: JobSpec, plan: dict[str, Any], spec: FeatureSpec, x: np.ndarray, y: np.ndarray, units: np.ndarray,
+    train: np.ndarray, x_public: np.ndarray, key: str, *, charged: Cost,
+    on_progress: Callable[[float], None], stopped: Callable[[], bool],
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Teachers on the training units' partitions, labels for public rows, the student; returns
+    (student model, training record). `charged` is what the job was charged at start: the charge
+    callback of `label_queries` only checks that it covers the plan."""
+    from .pate import PATEPlan
+    from .pate.teachers import train_pate
+
+    p = job.params
+    pate = PATEPlan(**plan["pate"])
+    image = plan.get("image")
+    n_classes = int(plan["n_classes"])
+    if image is None:
+        x_pub = x_public
+    else:
+        x_pub = images(x_public, image)
+    holder: dict[str, Any] = {}
+
+    def check_charge(cost: Cost) -> None:
+        if not cost.fits_within(charged):  # the job's charge covers the plan: nothing more to pay
+            raise AssertionError("the PATE plan costs more than the job was charged")
+
+    x_tr = x[train] if image is None else images(x[train], image)
+    result = train_pate(
+        x_private=x_tr, y_private=y[train], units=units[train], x_public=x_pub, n_classes=n_classes,
+        n_teachers=p["teachers"], plan=pate, charge=check_charge,
+        fit_teacher=_teacher_fit(image, n_classes, p), fit_student=_student_fit(image, n_classes, p, holder),
+        key=key.encode(), seed=0, on_progress=on_progress, should_stop=stopped,
+    )  # fmt: skip
+    training: dict[str, Any] = {
+        "teachers": p["teachers"],
+        "aggregator": pate.aggregator,
+        "queries": result.queries,
+        "labelled": result.labelled,
+        "abstained": result.abstained,
+        "student": "gaf_cnn" if image is not None else "mlp",
+        "teacher_model": "gaf_cnn" if image is not None else "logistic regression (scikit-learn)",
+        "lr": p["lr"],
+        "batch_size": p["batch_size"],
+        "epochs": p["epochs"],
+        "public_table": job.public_table,
+    }
+    if image is not None:
+        training.update(_cnn_training(image, n_classes, p, holder.get("steps", 0)))
+        training["samples"] = "public rows labelled by the teachers"
+    else:
+        training["hidden"] = p["hidden"]
+        training["n_classes"] = n_classes
+    return holder["model"], training
+
+
+def _teacher_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any]) -> Any:
+    if image is None:
+
+        def fit_logreg(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+            from sklearn.linear_model import LogisticRegression
+
+            present = np.unique(ys)
+            if len(present) < 2:  # one class in the partition: it always votes that class
+                only = int(present[0]) if len(present) else 0
+                return lambda z: np.eye(n_classes)[np.full(len(z), only)]
+            est = LogisticRegression(max_iter=500, random_state=seed).fit(xs, ys)
+
+            def proba(z: np.ndarray) -> np.ndarray:
+                out = np.zeros((len(z), n_classes))
+                out[:, est.classes_] = est.predict_proba(z)
+                return out
+
+            return proba
+
+        return fit_logreg
+
+    def fit_cnn(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        import torch
+
+        from .vision.cnn import GafCNN, predict_proba, train_cnn
+
+        torch.manual_seed(seed)
+        net = GafCNN(n_classes, window=xs.shape[1], channels=xs.shape[3])
+        steps = max(1, math.ceil(p["teacher_epochs"] * len(xs) / p["batch_size"]))
+        train_cnn(net, xs, ys, steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=None)
+        return lambda z: predict_proba(net, z)
+
+    return fit_cnn
+
+
+def _student_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any], holder: dict[str, Any]) -> Any:
+    def fit(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        import torch
+
+        torch.manual_seed(seed)
+        steps = max(1, math.ceil(p["epochs"] * len(xs) / p["batch_size"]))
+        if image is not None:
+            from .vision.cnn import GafCNN, predict_proba, train_cnn
+
+            net = GafCNN(n_classes, window=xs.shape[1], channels=xs.shape[3])
+            train_cnn(net, xs, ys, steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=None)
+            holder.update(model=net, steps=steps)
+            return lambda z: predict_proba(net, z)
+        if n_classes != 2:
+            raise InvalidJob("PATE on a tabular table trains a binary student: give `positive`", field="positive")
+        from .dpsgd import train_mlp
+        from .nets import MLP, UnitBatches
+
+        data = UnitBatches(xs, ys.astype(np.float32), np.arange(len(xs)), np.ones(len(xs), np.int64), per_unit=False)
+        net = MLP(int(xs.shape[1]), p["hidden"])
+        train_mlp(net, data, steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=None)
+        holder.update(model=net, steps=steps)
+        return lambda z: np.stack([1 - net.predict_proba(z), net.predict_proba(z)], axis=1)
+
+    return fit
+
+
+def public_rows(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    """The public table's rows encoded with the job's feature spec (public data: no privacy cost)."""
+    missing = [c for c in spec.source_columns if c not in frame.columns]
+    if missing:
+        raise InvalidJob(f"the public table lacks the feature column {missing[0]!r}", field="public_table")
+    return spec.encode(frame)
