@@ -182,7 +182,8 @@ def train(
     table: Annotated[Optional[str], typer.Option()] = None,
     label: Annotated[Optional[str], typer.Option()] = None,
     positive: Annotated[Optional[str], typer.Option()] = None,
-    method: Annotated[str, typer.Option(help="dpsgd, logreg, naive_bayes, random_forest")] = "dpsgd",
+    method: Annotated[str, typer.Option(help="dpsgd, pate, logreg, naive_bayes, random_forest, nonprivate (admins)")] = "dpsgd",
+    public_table: Annotated[Optional[str], typer.Option(help="PATE: the dataset's public (unlabelled) table")] = None,
     epsilon: Annotated[float, typer.Option("--epsilon", "-e")] = 1.0,
     delta: Annotated[float, typer.Option("--delta")] = 1e-6,
     params: Annotated[Optional[str], typer.Option(help="JSON object of hyper-parameters")] = None,
@@ -195,7 +196,8 @@ def train(
 
     client = _client(url, key)
     job: dict[str, Any] = {"method": method, "epsilon": epsilon, "delta": delta}
-    for name, value in (("task", task), ("dataset", dataset), ("table", table), ("label", label), ("positive", positive)):
+    for name, value in (("task", task), ("dataset", dataset), ("table", table), ("label", label), ("positive", positive),
+                        ("public_table", public_table)):
         if value is not None:
             job[name] = value
     if params:
@@ -215,6 +217,27 @@ def train(
     console.print_json(data=status)
     if status.get("model_id"):
         console.print_json(data=_call(client.model, status["model_id"]))
+
+
+@app.command()
+def audit(
+    model_id: str,
+    n_reference: Annotated[int, typer.Option(help="reference (shadow) models of the calibrated attack")] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="folder to save the ROC and violin plots in")] = None,
+    url: URL = "http://127.0.0.1:8000",
+    key: KEY = None,
+) -> None:
+    """Membership-inference audit of a model (administrators): attack AUC, TPR at FPR 0.1% / 1%, the DP ceiling."""
+    client = _client(url, key)
+    result = _call(client.audit, model_id, n_reference=n_reference, seed=seed)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, path in (result.get("plot_urls") or {}).items():
+            (out / f"{name}.png").write_bytes(_call(client.raw, path))
+    console.print_json(data={k: v for k, v in result.items() if k != "attacks"} | {
+        "attacks": {name: {f: a.get(f) for f in ("attack_auc", "tpr_at_fpr", "recognition_rate", "exceeds_ceiling")}
+                    for name, a in (result.get("attacks") or {}).items()}})  # fmt: skip
 
 
 @admin_app.command("create-analyst")

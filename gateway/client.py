@@ -80,6 +80,24 @@ class Client:
         return self.request("POST", f"/v1/models/{model_id}/predict", {"rows": rows})["predictions"]
 
     # admin
+    def raw(self, path: str) -> bytes:
+        """GET a non-JSON resource (an audit plot)."""
+        req = urllib.request.Request(self.url + path, method="GET")
+        if self.key:
+            req.add_header("Authorization", f"Bearer {self.key}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as e:
+            try:
+                problem = json.loads(e.read())
+            except ValueError:
+                problem = {"code": "http_error"}
+            raise ApiError(e.code, problem) from None
+
+    def audit(self, model_id: str, *, n_reference: int = 4, seed: int = 0) -> dict[str, Any]:
+        return self.request("POST", f"/v1/admin/models/{model_id}/audit", {"n_reference": n_reference, "seed": seed})
+
     def create_analyst(self, name: str, *, role: str = "analyst", organisation: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "role": role}
         if organisation:

@@ -96,5 +96,12 @@ class TrainingJobIn(_In):
     public_table: str | None = Field(default=None, max_length=64)
 
 
+class AuditIn(_In):
+    """A membership-inference audit: reference (shadow) models for the calibrated attack, and a seed."""
+
+    n_reference: int = Field(default=4, ge=0, le=16)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
 class PredictIn(_In):
     rows: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)

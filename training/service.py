@@ -216,6 +216,34 @@ class TrainingService:
             }  # fmt: skip
         return {"predictions": [{"label": label.label_of(bool(v > 0.5)), "probability": float(v)} for v in p]}
 
+    def audit(self, model_id: str, *, n_reference: int = 4, seed: int = 0) -> dict[str, Any]:
+        """A membership-inference audit of a model (`training.auditing`; administrators only — the HTTP
+        edge checks the role). Reads private data only here; returns aggregate attack figures."""
+        from .auditing import audit_model
+
+        if isinstance(n_reference, bool) or not isinstance(n_reference, int) or not 0 <= n_reference <= 16:
+            raise InvalidJob("n_reference must be an integer in [0, 16]", field="n_reference")
+        rec = self._own_model("", model_id, is_admin=True)
+        job_rec = self.store.get_job(rec["job_id"])
+        if job_rec is None:  # pragma: no cover - a model is written after its job
+            raise NotFound("no such model")
+        job = JobSpec.from_json(job_rec["spec"])
+        return audit_model(
+            model_id=model_id, job=job, plan=job_rec["plan"], card=self.registry.card(model_id),
+            registry=self.registry, read=lambda cols: self._read(job, cols), key=self.key,
+            n_reference=n_reference, seed=seed,
+        )  # fmt: skip
+
+    def audit_plot(self, model_id: str, name: str) -> Path:
+        """The PNG of a model's last audit (``roc`` or ``violin``)."""
+        from .auditing import stored_plot
+
+        self._own_model("", model_id, is_admin=True)
+        path = stored_plot(self.registry, model_id, name)
+        if path is None:
+            raise NotFound("no such audit plot: run the audit first")
+        return path
+
     def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the job's run has ended (tests, CLI); returns its status (administrator view)."""
         with self._lock:

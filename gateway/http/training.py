@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import g
+from flask import g, send_file
 
 from gateway.app import auth, ext
-from gateway.schemas import PredictIn, TrainingJobIn
+from gateway.schemas import AuditIn, PredictIn, TrainingJobIn
 
 bp = APIBlueprint("training", __name__, tag="training", url_prefix="/v1")
 ROLES = ["analyst", "admin"]
@@ -56,3 +56,22 @@ def model_card(model_id: str) -> dict[str, Any]:
 @bp.doc(summary="Predictions of a model for rows of features", responses={400: "bad rows", 404: "not found"})
 def predict(model_id: str, body: PredictIn) -> dict[str, Any]:
     return _service().predict(g.analyst.name, model_id, body.rows, is_admin=g.analyst.is_admin)
+
+
+@bp.post("/admin/models/<model_id>/audit")
+@bp.auth_required(auth, roles=["admin"])
+@bp.input(AuditIn, arg_name="body")
+@bp.doc(summary="Membership-inference audit of a model (administrators only): loss-threshold and LiRA-style "
+        "attacks, TPR at low FPR, the DP ceiling e^ε·FPR + δ; plots under .../audit/{roc,violin}.png",
+        responses={403: "not an administrator", 404: "not found"})  # fmt: skip
+def audit_model(model_id: str, body: AuditIn) -> dict[str, Any]:
+    result = _service().audit(model_id, n_reference=body.n_reference, seed=body.seed)
+    result["plot_urls"] = {name: f"/v1/admin/models/{model_id}/audit/{name}.png" for name in ("roc", "violin")}
+    return result
+
+
+@bp.get("/admin/models/<model_id>/audit/<name>.png")
+@bp.auth_required(auth, roles=["admin"])
+@bp.doc(summary="A plot of the model's last audit (roc or violin)", responses={403: "not an administrator", 404: "not found"})
+def audit_plot(model_id: str, name: str) -> Any:
+    return send_file(_service().audit_plot(model_id, name), mimetype="image/png")
