@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from ._opendp import at_most, calibrate, dp, float_at_most
+from ._timing import padded
 from .accounting import epsilon_delta_to_rho, rho_to_epsilon
 from .accuracy import gaussian_ci
 from .base import Frozen, finite_floats, positive_float, positive_fraction
@@ -100,7 +101,7 @@ class Gaussian(Frozen):
         data: list[Any] = integer_values(values) if self.integer else finite_floats(values)
         if not data:
             return []
-        return list(self.measurement(data))
+        return list(padded(lambda: self.measurement(data), values=len(data)))
 
     def __repr__(self) -> str:
         return (

@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from ._opendp import at_most, calibrate, dp
+from ._timing import padded
 from .accuracy import discrete_laplace_ci, laplace_ci
 from .base import Frozen, finite_floats, positive_float, positive_fraction, positive_int
 from .cost import Cost
@@ -72,7 +73,7 @@ class LaplaceCount(Frozen):
         data = integer_values(values)
         if not data:
             return []
-        return list(self.measurement(data))
+        return list(padded(lambda: self.measurement(data), values=len(data)))
 
     def __repr__(self) -> str:
         return f"LaplaceCount(epsilon={self.epsilon}, sensitivity={self.sensitivity}, scale={self.scale!r})"
@@ -106,7 +107,7 @@ class LaplaceFloat(Frozen):
         data = finite_floats(values)
         if not data:
             return []
-        return list(self.measurement(data))
+        return list(padded(lambda: self.measurement(data), values=len(data)))
 
     def __repr__(self) -> str:
         return f"LaplaceFloat(epsilon={self.epsilon}, sensitivity={self.sensitivity!r}, scale={self.scale!r})"

@@ -23,6 +23,7 @@ from fractions import Fraction
 from typing import Any
 
 from ._opendp import at_most, calibrate, dp
+from ._timing import padded
 from .base import Frozen, finite_floats, positive_float, positive_fraction, positive_int
 from .cost import Cost, to_fraction
 from .laplace import integer_values
@@ -87,7 +88,7 @@ class NoisyTopK(Frozen):
         if len(scores) < self.k:
             raise ValueError("fewer scores than k")
         data: list[Any] = integer_values(scores, name="scores") if self.integer else finite_floats(scores, name="scores")
-        out = self.measurement(data)
+        out = padded(lambda: self.measurement(data), values=len(data))
         return [int(out)] if self.k == 1 else [int(i) for i in out]
 
     def __repr__(self) -> str:
@@ -168,7 +169,7 @@ class ExponentialQuantile(Frozen):
         scores = self.scores(lt, gt)
         if max(scores) > _U64_MAX:
             raise ValueError("counts too large to score")
-        return self.candidates[int(self.measurement(scores))]
+        return self.candidates[int(padded(lambda: self.measurement(scores), values=len(scores)))]
 
     def release(self, values: Sequence[float]) -> float:
         """The selected candidate for raw values (convenience; the gateway sends counts)."""

@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Any
 
 from ._opendp import at_most, calibrate, dp
+from ._timing import padded
 from .accuracy import discrete_laplace_ci
 from .base import Frozen, positive_fraction, positive_int
 from .cost import Cost
@@ -99,7 +100,8 @@ class ThresholdCounts(Frozen):
         if not all(isinstance(k, str) for k in keys):
             raise ValueError("keys must be strings (stringify them before release)")
         values = integer_values([counts[k] for k in keys], name="counts")
-        return {str(k): int(v) for k, v in self.measurement(dict(zip(keys, values))).items()}
+        noisy = padded(lambda: self.measurement(dict(zip(keys, values))), values=len(keys))
+        return {str(k): int(v) for k, v in noisy.items()}
 
     def __repr__(self) -> str:
         return (

@@ -113,3 +113,16 @@ def load_bench(name: str):  # type: ignore[no-untyped-def]
         sys.modules.pop(spec.name, None)
         raise
     return module
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_release_padding():  # type: ignore[no-untyped-def]
+    """The constant-time padding of noise draws (`mechanisms._timing`, 2 ms a draw) is off in the test
+    processes: statistical tests draw noise tens of thousands of times. Tests whose subject is the
+    padding turn it on (tests/mechanisms/test_timing.py); servers started as subprocesses keep it on."""
+    from mechanisms import _timing
+
+    base, per_value = _timing._base_s, _timing._per_value_s
+    _timing.configure(base_s=0, per_value_s=0)
+    yield
+    _timing.configure(base_s=base, per_value_s=per_value)
