@@ -13,13 +13,16 @@ Two attacks, both black-box (they read class probabilities only):
   as log p_y - log Σ_{y'≠y} p_y' for stability, probabilities floored at 1e-12) of the references is fit
   by a Gaussian N(μ_out, σ²_out); the membership probability is the one-sided test
   Λ = 1 - Pr[Z > φ_target] = Φ((φ_target - μ_out)/σ_out). With fewer than 64 references the variance is
-  pooled over all target records (the paper's "global variance"), since a per-record variance from a
-  handful of models is noise. The decision score is the z-value (φ_target - μ_out)/σ_out, which orders
-  records as Λ does without Φ's saturation at 1 in floating point.
+  pooled over all target records (the paper's "global variance", which it prefers when reference models
+  are few: a per-record variance from a handful of models is noise; the cut-off 64 is our choice). The
+  decision score is the z-value (φ_target - μ_out)/σ_out, which orders records as Λ does without Φ's
+  saturation at 1 in floating point.
 
-  Why offline LiRA rather than RMIA: it needs no reference model trained *with* the targets (the audit's
-  members are exactly the target's training set, which the reference recipe must not see), its per-record
-  calibration is the textbook form the ceiling tests assume, and its two moments per record are cheap.
+  Why offline LiRA rather than RMIA (Zarifzadeh et al. 2024): both work with OUT references only, and
+  RMIA is reported stronger with very few references. But offline RMIA needs a per-dataset constant `a`
+  (to guess IN behaviour from OUT models) and a second sample of population points for its pairwise
+  ratios; offline LiRA has no such knob, and its per-record z-value is simple to check against an
+  independent computation (tests/audit_mia).
 
   Reference training sets have min(n_members, n_population // 2) rows: the target's training-set size
   when the population allows (a reference should generalise like the target), never more than half of
@@ -48,10 +51,12 @@ __all__ = [
 
 #: Probabilities are floored here before taking logs (φ then lies in about ±27.6).
 PROB_FLOOR = 1e-12
-#: Fewer references than this: one pooled variance (Carlini et al. 2022 use per-record variances from 64).
+#: Fewer references than this: one pooled variance (per-record variances need many references).
 GLOBAL_VARIANCE_BELOW = 64
 # a spread below this counts as none: identical reference statistics give z = 0, not 0/0
 _SIGMA_FLOOR = 1e-9
+# deviations from the reference mean below this (relative) are float rounding of the mean, not signal
+_ROUNDING = 1e-12
 _MAX_REFERENCES = 1024
 
 
@@ -152,8 +157,12 @@ def lira_offline(
     if pooled:
         var = np.full_like(var, var.mean())
     sigma = np.maximum(np.sqrt(var), _SIGMA_FLOOR)
-    phi_target = np.r_[logit_confidence(proba_members, data.y_members), logit_confidence(proba_nonmembers, data.y_nonmembers)]
-    z = (phi_target - mu) / sigma
+    phi_target = np.r_[
+        logit_confidence(proba_members, data.y_members), logit_confidence(proba_nonmembers, data.y_nonmembers)
+    ]
+    deviation = phi_target - mu
+    deviation[np.abs(deviation) <= _ROUNDING * (1 + np.abs(mu))] = 0.0
+    z = deviation / sigma
     prob = stats.norm.cdf(z)
     n_m = len(data.y_members)
     return AttackScores(

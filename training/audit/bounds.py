@@ -111,7 +111,9 @@ def epsilon_lower_bound(roc: ROC, *, delta: float = 0.0, confidence: float = CON
     _, fpr_hi = clopper_pearson(roc.fp[idx], n_n, confidence=1 - (1 - confidence) / m)
     with np.errstate(divide="ignore", invalid="ignore"):
         direct = np.where(tpr_lo > delta, np.log((tpr_lo - delta) / fpr_hi), -np.inf)
-        complement = np.where((1 - delta - fpr_hi > 0) & (tpr_lo < 1), np.log((1 - delta - fpr_hi) / (1 - tpr_lo)), -np.inf)
+        complement = np.where(
+            (1 - delta - fpr_hi > 0) & (tpr_lo < 1), np.log((1 - delta - fpr_hi) / (1 - tpr_lo)), -np.inf
+        )
     both = np.maximum(direct, complement)
     best = int(np.argmax(both))
     found = bool(both[best] > 0)

@@ -71,10 +71,10 @@ def _labels(y: object, field: str) -> np.ndarray:
         return arr.astype(np.int64)
     if np.issubdtype(arr.dtype, np.integer):
         out = arr.astype(np.int64)
-    elif np.issubdtype(arr.dtype, np.floating) and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        out = arr.astype(np.int64)
     elif arr.size == 0:
         return arr.astype(np.int64)
+    elif np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        out = arr.astype(np.int64)
     else:
         raise InvalidAuditInput(f"{field} must hold integer class indices", field=field)
     if out.size and out.min() < 0:

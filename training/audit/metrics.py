@@ -106,17 +106,15 @@ def tpr_at_fpr(roc: ROC, alpha: float) -> float:
     return float(roc.tpr[roc.index_at_fpr(alpha)])
 
 
-def downsample_roc(roc: ROC, *, max_points: int = 200) -> dict[str, list[float]]:
-    """At most `max_points` points of the staircase, for plotting on linear and on log axes.
+def downsample_roc(roc: ROC) -> dict[str, list[float]]:
+    """At most 200 points of the staircase, for plotting on linear and on log axes.
 
-    For a grid of FPR values (half log-spaced from 1e-4, half linear) the point kept is the one with the
-    largest TPR at FPR <= the grid value: the kept points lie on the curve, never above it.
+    For a grid of FPR values — 97 log-spaced from 1e-4 to 1 (24 a decade, so 0.001 and 0.01 are on it)
+    and 99 evenly spaced on [0, 1] — the point kept is the one with the largest TPR at FPR <= the grid
+    value; with the two end points. The kept points lie on the curve, never above it.
     """
-    if max_points < 4:
-        raise ValueError("max_points must be at least 4")
     fpr, tpr = roc.fpr, roc.tpr
-    half = (max_points - 2) // 2
-    grid = np.r_[np.logspace(-4, 0, half), np.linspace(0, 1, half)]
+    grid = np.r_[10.0 ** (np.arange(-96, 1) / 24), np.linspace(0, 1, 99)]
     idx = np.searchsorted(roc.fp, grid * roc.n_nonmembers * (1 + _RATE_SLACK), side="right") - 1
     keep = np.unique(np.r_[0, idx, fpr.size - 1])
     return {"fpr": [float(v) for v in fpr[keep]], "tpr": [float(v) for v in tpr[keep]]}

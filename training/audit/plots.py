@@ -7,19 +7,25 @@ sampling error; `bounds.ceiling_check` decides with margins). `violin.png` shows
 probability over members and over non-members (Wang & Tsai 2022 show the members' side, the recognition
 rate; the non-members' side is what tells whether it is high).
 
-Figures are built on `matplotlib.figure.Figure` with the Agg canvas, never through pyplot: no global
-state, so threads may draw at once. Densities come from fixed histogram bins on [0, 1] (a constant score
+Figures are built on `matplotlib.figure.Figure` with the Agg canvas, never through pyplot (no global
+figure state, no backend switch). Matplotlib is still not thread-safe inside (its mathtext parser and font
+caches are shared), so one module lock serialises drawing, and tick labels are plain text, not mathtext.
+Densities come from fixed histogram bins on [0, 1] (a constant score
 draws a spike rather than failing as a kernel density would).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ParamSpec
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .attacks import AttackScores
 from .bounds import dp_ceiling
@@ -33,6 +39,19 @@ _DPI = 110
 _BINS = np.linspace(0.0, 1.0, 51)
 _MEMBER_COLOUR = "#c0392b"
 _NONMEMBER_COLOUR = "#2c7fb8"
+_LOCK = threading.Lock()
+_P = ParamSpec("_P")
+
+
+def _serialised(draw: Callable[_P, None]) -> Callable[_P, None]:
+    """Run `draw` under the module lock (see the module doc)."""
+
+    @functools.wraps(draw)
+    def locked(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        with _LOCK:
+            draw(*args, **kwargs)
+
+    return locked
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -40,6 +59,7 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, format="png", dpi=_DPI)
 
 
+@_serialised
 def plot_roc(
     path: Path,
     rocs: Sequence[tuple[AttackScores, ROC]],
@@ -75,6 +95,9 @@ def plot_roc(
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlim(FPR_FLOOR, 1)
     ax.set_ylim(FPR_FLOOR, 1)
     ax.set_xlabel("false-positive rate (non-members flagged)")
@@ -100,6 +123,7 @@ def _violin_stats(values: np.ndarray) -> dict[str, float | np.ndarray]:
     }
 
 
+@_serialised
 def plot_violin(path: Path, attacks: Sequence[AttackScores], *, title: str = "") -> None:
     """Write, per attack, violins of the membership probability over members and over non-members."""
     fig = Figure(figsize=(max(4.0, 2.4 * len(attacks) + 1.5), 4.4))
@@ -109,7 +133,8 @@ def plot_violin(path: Path, attacks: Sequence[AttackScores], *, title: str = "")
             (-0.2, attack.members_probability, _MEMBER_COLOUR),
             (0.2, attack.nonmembers_probability, _NONMEMBER_COLOUR),
         ):
-            parts = ax.violin([_violin_stats(np.asarray(values))], positions=[i + offset], widths=0.36, showmedians=True)
+            stats = _violin_stats(np.asarray(values))
+            parts = ax.violin([stats], positions=[i + offset], widths=0.36, showmedians=True)
             for body in parts["bodies"]:
                 body.set_facecolor(colour)
                 body.set_edgecolor(colour)

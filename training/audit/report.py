@@ -7,7 +7,8 @@ The report is a JSON-ready dict (plain floats, ints, bools, strings, lists and d
   when fewer than one false positive fits in the level: the TPR is then at FPR 0); ``roc`` (<= 200 points);
   ``recognition_rate`` (Wang & Tsai 2022: the attack's membership probability on the training records —
   reported for members *and* non-members, mean, median and quantiles, since the members' figure means
-  nothing alone); ``epsilon_lower_bound`` and its ``epsilon_lower_bound_detail`` (`bounds`); ``info``.
+  nothing alone); ``epsilon_lower_bound`` (at the claimed δ, 0 when none) and its
+  ``epsilon_lower_bound_detail`` (`bounds`); ``info``.
 * ``ceiling`` (None without ε): the DP ceiling at each level and, per attack and level, the measured rates,
   their Clopper–Pearson bounds and ``exceeds_ceiling`` (`bounds.ceiling_check`); ``any_exceeds``.
 * ``model`` ({epsilon, delta} as claimed), ``counts`` (members, nonmembers, population), ``plots`` (file
@@ -118,7 +119,10 @@ def run_audit(
     return {
         "attacks": {a.name: _attack_entry(a, roc, delta=d) for a, roc in rocs},
         "ceiling": ceiling,
-        "model": {"epsilon": None if epsilon is None else float(epsilon), "delta": None if delta is None else float(delta)},
+        "model": {
+            "epsilon": None if epsilon is None else float(epsilon),
+            "delta": None if delta is None else float(delta),
+        },
         "counts": {
             "members": int(len(data.y_members)),
             "nonmembers": int(len(data.y_nonmembers)),
