@@ -168,10 +168,12 @@ def markdown(report: dict[str, Any]) -> str:
                 out.append(f"| {r['method']} | {_f(r['target_epsilon'], 'g')} | {r.get('status')}: {r.get('error')} | | | | | | | |")
                 continue
             a = r["audit"]["attacks"]
-            loss, lira = a.get("loss_threshold", {}), a.get("lira") or next((v for k, v in a.items() if k != "loss_threshold"), {})
+            loss, lira = a.get("loss_threshold", {}), a.get("lira_offline") or next((v for k, v in a.items() if k != "loss_threshold"), {})
             eps = (r.get("cost") or {}).get("epsilon")
-            ceiling = (r["audit"].get("ceiling") or {}).get("tpr_at_fpr", {}).get("0.01")
-            exceeded = [k for k, v in a.items() if v.get("exceeds_ceiling")]
+            ceil = r["audit"].get("ceiling") or {}
+            per_attack = ceil.get("attacks") or {}
+            ceiling = ((per_attack.get("lira_offline") or per_attack.get("loss_threshold") or {}).get("0.01") or {}).get("ceiling")
+            exceeded = [k for k, v in per_attack.items() if any(x.get("exceeds_ceiling") for x in v.values())]
             under = "–" if eps is None else ("yes" if not exceeded else "NO: " + ", ".join(exceeded))
             rr = lira.get("recognition_rate") or {}
             rec = f"{_f((rr.get('members') or {}).get('mean'))} / {_f((rr.get('nonmembers') or {}).get('mean'))}"

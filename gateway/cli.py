@@ -235,9 +235,14 @@ def audit(
         out.mkdir(parents=True, exist_ok=True)
         for name, path in (result.get("plot_urls") or {}).items():
             (out / f"{name}.png").write_bytes(_call(client.raw, path))
-    console.print_json(data={k: v for k, v in result.items() if k != "attacks"} | {
-        "attacks": {name: {f: a.get(f) for f in ("attack_auc", "tpr_at_fpr", "recognition_rate", "exceeds_ceiling")}
-                    for name, a in (result.get("attacks") or {}).items()}})  # fmt: skip
+    ceiling = result.get("ceiling") or {}
+    console.print_json(data={
+        "model_id": result.get("model_id"), "model": result.get("model"), "counts": result.get("counts"),
+        "ceiling_at_fpr": ceiling.get("at_fpr"), "any_attack_exceeds_ceiling": ceiling.get("any_exceeds"),
+        "attacks": {name: {f: a.get(f) for f in ("attack_auc", "tpr_at_fpr", "epsilon_lower_bound", "recognition_rate")}
+                    for name, a in (result.get("attacks") or {}).items()},
+        "plots": result.get("plot_urls"),
+    })  # fmt: skip
 
 
 @admin_app.command("create-analyst")

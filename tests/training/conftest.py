@@ -76,8 +76,16 @@ def cards_meta() -> dict[str, Any]:
         "tables": {
             "card_customers": {"source": "mem", "max_rows_per_unit": 1, "public": False, "columns": CARDS_COLUMNS},
             "transactions": {"source": "mem", "max_rows_per_unit": TX_K, "public": False, "columns": TX_COLUMNS},
+            # unlabelled public rows (PATE's student inputs)
+            "applicants": {"source": "mem", "max_rows_per_unit": 1, "public": True,
+                           "columns": {c: CARDS_COLUMNS[c] for c in ("student", "balance", "income")}},
         },
-    }
+    }  # fmt: skip
+
+
+def applicants(n: int = 2_000, seed: int = 9) -> pd.DataFrame:
+    """Public, unlabelled rows from the same population as `card_customers`."""
+    return card_customers(n, seed)[["student", "balance", "income"]]
 
 
 def card_customers(n: int = 10_000, seed: int = 1) -> pd.DataFrame:
@@ -201,7 +209,8 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path, cards_frame: pd.DataFrame, tx_frame: pd.DataFrame) -> Iterator[Env]:
-    e = Env(tmp_path, {("cards", "card_customers"): cards_frame, ("cards", "transactions"): tx_frame})
+    e = Env(tmp_path, {("cards", "card_customers"): cards_frame, ("cards", "transactions"): tx_frame,
+                       ("cards", "applicants"): applicants()})  # fmt: skip
     yield e
     e.close()
 
