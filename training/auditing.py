@@ -85,7 +85,7 @@ def audit_model(
     result = run_audit(
         lambda z: _two_columns(loaded.proba(z)), data,
         train_reference=_reference_recipe(card, job, spec.label.n_classes) if n_reference > 0 else None,
-        epsilon=privacy.get("epsilon"), delta=privacy.get("delta"), n_reference=max(1, n_reference), seed=seed,
+        epsilon=privacy.get("epsilon"), delta=privacy.get("delta"), n_reference=max(2, n_reference), seed=seed,
         plots_dir=where, title=f"{job.method} {job.dataset}.{job.table}",
     )  # fmt: skip
     result = {"model_id": model_id, "method": job.method, "dataset": job.dataset, "table": job.table, **result}

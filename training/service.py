@@ -35,14 +35,16 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from budget import BudgetExhausted, Ledger
 from mechanisms import Cost, LaplaceCount
@@ -55,13 +57,20 @@ from .jobs import JobSpec, float_down, parse_job
 from .registry import ModelRegistry
 from .split import SplitKey
 
-__all__ = ["TrainingService"]
+__all__ = ["TrainingQuota", "TrainingService"]
 
 log = logging.getLogger(__name__)
 
 ReadTable = Callable[[str, str, list[str]], pd.DataFrame]
 _UNIT_DECIMALS = 10**12  # the ledger's ε unit: charges are multiples of 1e-12
 
+
+
+class TrainingQuota(TrainingError, RuntimeError):
+    """The caller already has its most jobs queued or running (429); nothing was charged."""
+
+    code = "training_quota"
+    status = 429
 
 
 class TrainingService:
@@ -76,8 +85,12 @@ class TrainingService:
         datasets: Callable[[str], dict[str, Any]],
         read_table: ReadTable,
         workers: int = 1,
+        max_active_jobs: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.max_active_jobs = max_active_jobs  # per analyst, queued or running; None: no quota
+        self._quota_lock = threading.Lock()
+        self._starting: dict[str, int] = {}
         self.ledger = ledger
         self._datasets = datasets
         self._read_table = read_table
@@ -98,9 +111,14 @@ class TrainingService:
     def start(self, analyst: str, body: dict[str, Any], *, is_admin: bool = False) -> dict[str, Any]:
         """Validate, charge and queue a job: ``{job_id, cost: {epsilon, delta}, status}``.
 
-        Raises InvalidJob (``invalid_request``), UnknownDataset, Forbidden (``nonprivate`` for a
-        non-administrator), and the ledger's NoAllocation / BudgetExhausted — all before anything runs.
+        Raises TrainingQuota (the caller has `max_active_jobs` queued or running), InvalidJob
+        (``invalid_request``), UnknownDataset, Forbidden (``nonprivate`` for a non-administrator), and the
+        ledger's NoAllocation / BudgetExhausted — all before anything runs.
         """
+        with self._job_slot(analyst):
+            return self._start(analyst, body, is_admin=is_admin)
+
+    def _start(self, analyst: str, body: dict[str, Any], *, is_admin: bool = False) -> dict[str, Any]:
         if self._stopping:
             raise JobFailed("the training service is shutting down")
         job = parse_job(body)
@@ -221,8 +239,8 @@ class TrainingService:
         edge checks the role). Reads private data only here; returns aggregate attack figures."""
         from .auditing import audit_model
 
-        if isinstance(n_reference, bool) or not isinstance(n_reference, int) or not 0 <= n_reference <= 16:
-            raise InvalidJob("n_reference must be an integer in [0, 16]", field="n_reference")
+        if isinstance(n_reference, bool) or not isinstance(n_reference, int) or n_reference not in (0, *range(2, 17)):
+            raise InvalidJob("n_reference must be 0 (no calibrated attack) or an integer in [2, 16]", field="n_reference")
         rec = self._own_model("", model_id, is_admin=True)
         job_rec = self.store.get_job(rec["job_id"])
         if job_rec is None:  # pragma: no cover - a model is written after its job
@@ -280,6 +298,33 @@ class TrainingService:
         self.close()
 
     # -- start-time helpers ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _job_slot(self, analyst: str) -> Iterator[None]:
+        """Hold one of the analyst's `max_active_jobs` places while its job starts (concurrent starts
+        count too), or refuse before anything is read or charged. Queued and running jobs hold theirs."""
+        if self.max_active_jobs is None:
+            yield
+            return
+        jobs = st.jobs
+        with self._quota_lock:
+            with self.store.engine.begin() as conn:
+                active = conn.execute(
+                    sa.select(sa.func.count()).select_from(jobs).where(jobs.c.analyst == analyst, jobs.c.status.in_(st.ACTIVE))
+                ).scalar_one()
+            if active + self._starting.get(analyst, 0) >= self.max_active_jobs:
+                raise TrainingQuota(
+                    f"you have {self.max_active_jobs} training job(s) queued or running: wait for one to end or cancel one",
+                    limit=self.max_active_jobs,
+                )
+            self._starting[analyst] = self._starting.get(analyst, 0) + 1
+        try:
+            yield
+        finally:
+            with self._quota_lock:
+                self._starting[analyst] -= 1
+                if not self._starting[analyst]:
+                    del self._starting[analyst]
 
     def _dataset(self, name: str) -> dict[str, Any]:
         try:

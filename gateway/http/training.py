@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import g, send_file
+from flask import Response, g
 
 from gateway.app import auth, ext
 from gateway.schemas import AuditIn, PredictIn, TrainingJobIn
@@ -74,4 +74,5 @@ def audit_model(model_id: str, body: AuditIn) -> dict[str, Any]:
 @bp.auth_required(auth, roles=["admin"])
 @bp.doc(summary="A plot of the model's last audit (roc or violin)", responses={403: "not an administrator", 404: "not found"})
 def audit_plot(model_id: str, name: str) -> Any:
-    return send_file(_service().audit_plot(model_id, name), mimetype="image/png")
+    # the bytes, not a file handle: a PNG of tens of kB, and nothing left open if the client goes away
+    return Response(_service().audit_plot(model_id, name).read_bytes(), mimetype="image/png")

@@ -99,3 +99,25 @@ def test_dpsgd_job_card_states_its_accounting(api: Api) -> None:
     card = api.client.get(f"/v1/models/{status['model_id']}", headers=ann).json
     text = str(card)
     assert "noise_multiplier" in text and "accountant" in text
+
+
+def test_audits_are_for_administrators_only(api: Api) -> None:
+    ann = api.analyst("ann", epsilon=3.0)
+    job_id = api.client.post("/v1/training-jobs", json=LOGREG, headers=ann).json["job_id"]
+    wait(api, job_id)
+    model_id = api.client.get(f"/v1/training-jobs/{job_id}", headers=ann).json["model_id"]
+    r = api.client.post(f"/v1/admin/models/{model_id}/audit", json={"n_reference": 1}, headers=ann)
+    assert r.status_code == 403 and r.json["code"] == "forbidden"
+    assert api.client.get(f"/v1/admin/models/{model_id}/audit/roc.png", headers=ann).status_code == 403
+    r = api.client.post(f"/v1/admin/models/{model_id}/audit", json={"n_reference": 1}, headers=api.admin)
+    assert r.status_code == 400 and r.json["code"] == "invalid_request"
+    r = api.client.post(f"/v1/admin/models/{model_id}/audit", json={"n_reference": 2}, headers=api.admin)
+    assert r.status_code == 200, r.json
+    assert 0.0 <= r.json["attacks"]["loss_threshold"]["attack_auc"] <= 1.0
+    assert 0 < r.json["model"]["epsilon"] <= 1.0 and not r.json["ceiling"]["any_exceeds"]
+    png = api.client.get(r.json["plot_urls"]["roc"], headers=api.admin)
+    assert png.status_code == 200 and png.mimetype == "image/png" and png.data[:4] == b"\x89PNG"
+    r = api.client.post(f"/v1/admin/models/{model_id}/audit", json={"n_reference": 99}, headers=api.admin)
+    assert r.status_code in (400, 422) and r.json["code"]
+    r = api.client.post("/v1/admin/models/nosuchmodel/audit", json={}, headers=api.admin)
+    assert r.status_code == 404 and r.json["code"] == "not_found"
