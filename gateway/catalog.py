@@ -1,7 +1,8 @@
 """Dataset metadata: what an administrator declares about a private table, validated at registration.
 
 The shape is DESIGN.md §4's: `{name, privacy_unit, budget:{epsilon, delta}, tables:{T:{source,
-max_rows_per_unit, public?, columns:{C:{type, lower?, upper?, categories?, nullable?}}}}}`.
+max_rows_per_unit, public?, image?, columns:{C:{type, lower?, upper?, categories?, nullable?}}}}}`.
+`image` (`ImageMeta`) marks a table whose rows are images stored one pixel and channel per column.
 Everything here is public: sensitivities and group domains derive from it alone, never from the data.
 """
 from __future__ import annotations
@@ -128,6 +129,32 @@ class ColumnMeta(BaseModel):
         return tuple(str(c) for c in self.categories)
 
 
+class ImageMeta(BaseModel):
+    """A table whose rows are images: pixel (i, j) of channel c is the float column
+    ``{prefix}{i}_{j}_{c}`` (0 <= i, j < window), bounded by [-1, 1] (a GAF image's range). Training
+    reads such a table as images ``[n, window, window, len(channels)]``, channels in this order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(ge=1, le=64, strict=True)
+    channels: tuple[str, ...]
+    prefix: str = "gaf_"
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("an image has at least one channel")
+        if len({c.lower() for c in v}) != len(v):
+            raise ValueError("channel names must be distinct, ignoring case")
+        return v
+
+    def column_names(self) -> list[str]:
+        """The pixel columns in row-major (i, j, channel) order: reshaped, they give the images back."""
+        w = self.window
+        return [f"{self.prefix}{i}_{j}_{c}" for i in range(w) for j in range(w) for c in self.channels]
+
+
 class TableMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -135,7 +162,28 @@ class TableMeta(BaseModel):
     max_rows_per_unit: int = Field(ge=1, le=100_000, strict=True)
     public: bool = False
     bounding: Literal["registration", "per_query"] = "registration"
+    image: ImageMeta | None = None
     columns: dict[str, ColumnMeta]
+
+    @model_validator(mode="after")
+    def _image_columns(self) -> TableMeta:
+        if self.image is None:
+            return self
+        lowered = {name.lower(): meta for name, meta in self.columns.items()}
+        missing, wrong = [], []
+        for name in self.image.column_names():
+            meta = lowered.get(name.lower())
+            if meta is None:
+                missing.append(name)
+            elif meta.type != ColumnType.FLOAT or meta.bounds != (-1.0, 1.0) or meta.nullable:
+                wrong.append(name)
+        if missing:
+            raise ValueError(f"image: {len(missing)} pixel column(s) are not declared, e.g. {missing[0]}")
+        if wrong:
+            raise ValueError(
+                f"image: {len(wrong)} pixel column(s) are not non-nullable floats with bounds [-1, 1], e.g. {wrong[0]}"
+            )
+        return self
 
     @field_validator("columns")
     @classmethod

@@ -1,11 +1,16 @@
-"""The demo data of dpgate: two real public datasets and one synthetic one.
+"""The demo data of dpgate: three real public datasets and one synthetic one.
 
 * ``lending`` - 10,000 Lending Club loans (``openintro::loans_full_schema``), one row per borrower.
 * ``cards`` - 10,000 card customers (``ISLR::Default``) and a synthetic table of card transactions
   (:func:`generate_transactions`) whose ``customer_id`` is the privacy unit, with a heavy-tailed
   number of transactions per customer and a learnable fraud label.
+* ``candlesticks`` - GAF images of 10-day S&P 500 windows (``gt::sp500``) labelled by candlestick
+  pattern (`training.vision.candlesticks`): a private table ``windows`` (unit ``window_id``, one row
+  per window, with the label) and a public table ``windows_public`` of the windows of an earlier,
+  disjoint period without labels (the unlabelled public data of PATE's student; see
+  :func:`load_candlesticks`).
 
-:func:`demo_datasets` writes the three tables as Parquet files and returns their catalog entries in
+:func:`demo_datasets` writes the five tables as Parquet files and returns their catalog entries in
 the shape of DESIGN.md section 4. Every bound and category list in those entries is public metadata
 chosen from domain knowledge, as an administrator would declare it; none is computed from the data.
 
@@ -27,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "CANDLESTICKS_CUT",
     "CARD_CUSTOMERS_COLUMNS",
     "CHANNELS",
     "COUNTRIES",
@@ -39,6 +45,7 @@ __all__ = [
     "TS_UPPER",
     "demo_datasets",
     "generate_transactions",
+    "load_candlesticks",
     "load_card_customers",
     "load_loans",
     "write_transactions",
@@ -551,6 +558,118 @@ def _ensure_frame(path: pathlib.Path, name: str, load: Any) -> None:
     _write_parquet_atomic(table, path, {**meta_wanted, "rows": len(df)})
 
 
+# --------------------------------------------------------------------------------------------
+# Candlestick images (the S&P 500 windows of training.vision.candlesticks)
+# --------------------------------------------------------------------------------------------
+
+#: Windows that end before this day are the public table; windows that start on or after it are the
+#: private one. The windows across it (holding days of both periods) are in neither, so no trading
+#: day is in both tables.
+CANDLESTICKS_CUT = "1985-01-01"
+_CANDLESTICKS_FIRST = "1962-01-01"  # the source has candles (not closes only) from 1962
+_CANDLESTICKS_LAST = "2015-12-31"  # the source's last day
+#: Bumped whenever the images, the labels or the split change (the pattern rules included).
+_CANDLESTICKS_VERSION = 1
+_CANDLESTICKS_WINDOW = 10
+
+
+def load_candlesticks(*, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``windows`` (private) and ``windows_public`` tables of the candlesticks demo dataset.
+
+    Both come from `training.vision.candlesticks.build_candlesticks` (window 10, every labelled window:
+    the 8 GAF-CNN classes, 2,268 windows; its docstring gives the class counts), split by period at
+    `CANDLESTICKS_CUT`: 1,384 windows from 1985 to 2015 are private, 883 from 1962 to 1984 public, and
+    the one window across the cut is left out. Columns: ``window_id`` (int64: the position of the
+    window's last day in the date-sorted S&P 500 series, unique), ``end_date`` (the last day),
+    ``label`` (the class name; private table only), then the 400 pixels ``gaf_{i}_{j}_{channel}``
+    (float32 in [-1, 1], channels close, upper, lower, body; row-major, so reshaping the columns gives
+    images ``[n, 10, 10, 4]``). Rows are in time order.
+
+    The public period is earlier on purpose: from 1962 to the early 1980s the index's open is mostly the
+    previous close, so the public images differ somewhat from the private ones (a real public set of
+    older data would, too).
+    """
+    from training.vision.candlesticks import build_candlesticks, feature_columns
+
+    images, labels, class_names, meta = build_candlesticks(_CANDLESTICKS_WINDOW, seed=seed)
+    cut = pd.Timestamp(CANDLESTICKS_CUT)
+    pixels = pd.DataFrame(
+        images.reshape(len(images), -1).astype(np.float32, copy=False), columns=feature_columns(_CANDLESTICKS_WINDOW)
+    )
+    head = pd.DataFrame(
+        {
+            "window_id": meta["window_id"].to_numpy(np.int64),
+            "end_date": meta["end_date"].to_numpy("datetime64[us]"),
+            "label": np.asarray(class_names, dtype=object)[labels],
+        }
+    )
+    head["label"] = head["label"].astype("str")
+    frame = pd.concat([head, pixels], axis=1)
+    private = (meta["start_date"] >= cut).to_numpy()
+    public = (meta["end_date"] < cut).to_numpy()
+    windows = frame.loc[private].reset_index(drop=True)
+    windows_public = frame.loc[public].drop(columns="label").reset_index(drop=True)
+    return windows, windows_public
+
+
+def _image_meta() -> dict[str, Any]:
+    from training.vision.candlesticks import COLUMN_CHANNELS
+
+    return {"window": _CANDLESTICKS_WINDOW, "channels": list(COLUMN_CHANNELS), "prefix": "gaf_"}
+
+
+def candlesticks_columns(*, public: bool = False) -> dict[str, dict[str, Any]]:
+    """Public metadata of every column of ``windows`` (or, with ``public``, of ``windows_public``)."""
+    from training.vision.candlesticks import feature_columns
+    from training.vision.patterns import CLASSES
+
+    if public:
+        last_public = (pd.Timestamp(CANDLESTICKS_CUT) - pd.Timedelta(days=1)).date().isoformat()
+        dates = {"type": "date", "lower": _CANDLESTICKS_FIRST, "upper": last_public}
+    else:
+        dates = {"type": "date", "lower": CANDLESTICKS_CUT, "upper": _CANDLESTICKS_LAST}
+    columns: dict[str, dict[str, Any]] = {"window_id": {"type": "id"}, "end_date": dates}
+    if not public:
+        columns["label"] = _cat(CLASSES)
+    for name in feature_columns(_CANDLESTICKS_WINDOW):
+        columns[name] = _num("float", -1.0, 1.0)  # a GASF entry is a cosine
+    return columns
+
+
+def _candlesticks_meta(table: str, rows: int, seed: int) -> dict[str, Any]:
+    return {
+        "table": table,
+        "rows": int(rows),
+        "seed": int(seed),
+        "cut": CANDLESTICKS_CUT,
+        "version": GENERATOR_VERSION,
+        "candlesticks_version": _CANDLESTICKS_VERSION,
+    }
+
+
+def _ensure_candlesticks(private_path: pathlib.Path, public_path: pathlib.Path, seed: int) -> None:
+    """Write both tables unless both files already hold what this version and seed would write."""
+    fresh = True
+    for path, table in ((private_path, "windows"), (public_path, "windows_public")):
+        found = _file_meta(path)
+        wanted = _candlesticks_meta(table, 0, seed)
+        if found is None or any(found.get(k) != v for k, v in wanted.items() if k != "rows"):
+            fresh = False
+    if fresh:
+        return
+    windows, windows_public = load_candlesticks(seed=seed)
+    for frame, path, table in ((windows, private_path, "windows"), (windows_public, public_path, "windows_public")):
+        arrow = pa.Table.from_pandas(frame, preserve_index=False)
+        schema = pa.schema(
+            [
+                f.with_type(pa.string()) if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f
+                for f in arrow.schema
+            ],
+            metadata=arrow.schema.metadata,
+        )
+        _write_parquet_atomic(arrow.cast(schema), path, _candlesticks_meta(table, len(frame), seed))
+
+
 def demo_datasets(
     data_dir: str | os.PathLike[str],
     *,
@@ -560,21 +679,25 @@ def demo_datasets(
     """Write the demo tables under ``data_dir / "demo"`` and return their catalog entries.
 
     Files already there with the same content key (table, rows, seed, generator version) are kept,
-    so a second call is fast. Returns two datasets in the shape of DESIGN.md section 4: ``lending``
-    (unit ``borrower_id``; table ``loans``) and ``cards`` (unit ``customer_id``; tables
-    ``card_customers`` and ``transactions``).
+    so a second call is fast. Returns three datasets in the shape of DESIGN.md section 4: ``lending``
+    (unit ``borrower_id``; table ``loans``), ``cards`` (unit ``customer_id``; tables
+    ``card_customers`` and ``transactions``) and ``candlesticks`` (unit ``window_id``; the private
+    image table ``windows`` and the public ``windows_public``, both marked ``image``).
     """
     demo = pathlib.Path(data_dir).resolve() / "demo"
     demo.mkdir(parents=True, exist_ok=True)
     loans_path = demo / "loans.parquet"
     customers_path = demo / "card_customers.parquet"
     tx_path = demo / "transactions.parquet"
+    windows_path = demo / "windows.parquet"
+    windows_public_path = demo / "windows_public.parquet"
 
     _ensure_frame(loans_path, "loans", load_loans)
     _ensure_frame(customers_path, "card_customers", load_card_customers)
     wanted = _transactions_meta(transactions_rows, None, seed)
     if _file_meta(tx_path) != wanted:
         write_transactions(tx_path, transactions_rows, seed=seed)
+    _ensure_candlesticks(windows_path, windows_public_path, seed)
 
     return [
         {
@@ -606,6 +729,27 @@ def demo_datasets(
                     "max_rows_per_unit": TRANSACTIONS_MAX_ROWS_PER_UNIT,
                     "public": False,
                     "columns": transactions_columns(),
+                },
+            },
+        },
+        {
+            "name": "candlesticks",
+            "privacy_unit": "window_id",
+            "budget": {"epsilon": 10.0, "delta": 1e-5},
+            "tables": {
+                "windows": {
+                    "source": str(windows_path),
+                    "max_rows_per_unit": 1,
+                    "public": False,
+                    "image": _image_meta(),
+                    "columns": candlesticks_columns(),
+                },
+                "windows_public": {
+                    "source": str(windows_public_path),
+                    "max_rows_per_unit": 1,
+                    "public": True,
+                    "image": _image_meta(),
+                    "columns": candlesticks_columns(public=True),
                 },
             },
         },

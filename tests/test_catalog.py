@@ -259,3 +259,97 @@ def test_catalog_lookup_ignores_case_and_replaces_on_re_add() -> None:
     assert list(catalog) == [newer]
     with pytest.raises(UnknownDataset):
         catalog.get("retail2")
+
+
+# --- image tables -------------------------------------------------------------------------------
+
+
+def with_image(window: int = 2, channels: tuple[str, ...] = ("close", "body"), prefix: str = "gaf_") -> dict[str, Any]:
+    """GOOD with an image table ``img`` (unit uid) of ``window`` x ``window`` pixels per channel."""
+    raw = copy.deepcopy(GOOD)
+    columns: dict[str, Any] = {"uid": {"type": "id"}, "label": {"type": "category", "categories": ["a", "b"]}}
+    for i in range(window):
+        for j in range(window):
+            for c in channels:
+                columns[f"{prefix}{i}_{j}_{c}"] = {"type": "float", "lower": -1, "upper": 1}
+    image = {"window": window, "channels": list(channels), "prefix": prefix}
+    raw["tables"]["img"] = {"source": "raw_img", "max_rows_per_unit": 1, "image": image, "columns": columns}
+    return raw
+
+
+def img_cols(raw: dict[str, Any]) -> dict[str, Any]:
+    return raw["tables"]["img"]["columns"]
+
+
+def test_an_image_table_is_accepted() -> None:
+    from gateway.catalog import ImageMeta
+
+    meta = parse_dataset(with_image())
+    image = meta.tables["img"].image
+    assert isinstance(image, ImageMeta)
+    assert (image.window, image.channels, image.prefix) == (2, ("close", "body"), "gaf_")
+    assert image.column_names() == [
+        "gaf_0_0_close", "gaf_0_0_body", "gaf_0_1_close", "gaf_0_1_body",
+        "gaf_1_0_close", "gaf_1_0_body", "gaf_1_1_close", "gaf_1_1_body",
+    ]  # fmt: skip
+    assert meta.tables["tx"].image is None  # optional: the other tables are unchanged
+    assert meta.model_dump(mode="json")["tables"]["img"]["image"] == {
+        "window": 2, "channels": ["close", "body"], "prefix": "gaf_",
+    }  # fmt: skip
+    # part of the fingerprint
+    other = with_image()
+    other["tables"]["img"]["image"]["channels"] = ["body", "close"]
+    assert parse_dataset(other).fingerprint() != meta.fingerprint()
+    # another prefix, and pixel names matched ignoring case
+    assert parse_dataset(with_image(prefix="px_")).tables["img"].image.prefix == "px_"  # type: ignore[union-attr]
+    raw = with_image()
+    img_cols(raw)["GAF_0_0_CLOSE"] = img_cols(raw).pop("gaf_0_0_close")
+    parse_dataset(raw)
+
+
+IMAGE_REFUSED = [
+    ("a missing pixel column", lambda r: img_cols(r).pop("gaf_1_1_body"), ["image", "gaf_1_1_body", "not declared"]),
+    ("a window too large for the columns", lambda r: r["tables"]["img"]["image"].update(window=3), ["image", "not declared"]),
+    ("a channel without columns", lambda r: r["tables"]["img"]["image"]["channels"].append("upper"), ["image", "upper"]),
+    ("a pixel of bounds [0, 1]", lambda r: img_cols(r)["gaf_0_1_close"].update(lower=0), ["image", "gaf_0_1_close", "[-1, 1]"]),
+    ("a pixel without bounds", lambda r: img_cols(r).update(gaf_0_1_close={"type": "float"}), ["image", "gaf_0_1_close"]),
+    ("an int pixel", lambda r: img_cols(r)["gaf_0_0_body"].update(type="int"), ["image", "gaf_0_0_body", "floats"]),
+    ("a nullable pixel", lambda r: img_cols(r)["gaf_0_0_body"].update(nullable=True), ["image", "non-nullable"]),
+    ("no channels", lambda r: r["tables"]["img"]["image"].update(channels=[]), ["image.channels", "at least one channel"]),
+    ("channels repeated", lambda r: r["tables"]["img"]["image"].update(channels=["close", "CLOSE"]), ["image.channels", "distinct"]),
+    ("window zero", lambda r: r["tables"]["img"]["image"].update(window=0), ["image.window"]),
+    ("fractional window", lambda r: r["tables"]["img"]["image"].update(window=2.5), ["image.window"]),
+    ("unknown image key", lambda r: r["tables"]["img"]["image"].update(height=2), ["image.height", "Extra inputs"]),
+]
+
+
+@pytest.mark.parametrize(("change", "words"), [c[1:] for c in IMAGE_REFUSED], ids=[c[0] for c in IMAGE_REFUSED])
+def test_bad_image_metadata_is_refused_naming_the_problem(change: Callable, words: list[str]) -> None:
+    raw = with_image()
+    change(raw)
+    err = refused(raw)
+    for word in words:
+        assert word.lower() in err.message.lower(), (word, err.message)
+
+
+def test_registering_a_400_column_image_table_is_fast() -> None:
+    import time
+
+    import numpy as np
+    import pandas as pd
+
+    raw = with_image(window=10, channels=("close", "upper", "lower", "body"))
+    pixels = parse_dataset(raw).tables["img"].image.column_names()  # type: ignore[union-attr]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.uniform(-1, 1, (2000, 400)).astype(np.float32), columns=pixels)
+    frame.insert(0, "label", rng.choice(["a", "b"], 2000))
+    frame.insert(0, "uid", np.arange(2000))
+    engine = DuckDBEngine(None, seed="s")
+    engine.load_frame("raw_img", frame)
+    gw = Gateway(engine)
+    raw["tables"] = {"img": raw["tables"]["img"]}
+    start = time.perf_counter()
+    gw.register(raw)
+    assert time.perf_counter() - start < 20  # about a second
+    answer = gw.query("retail", "SELECT label, COUNT(*) AS n FROM img GROUP BY label", epsilon=1)
+    assert sorted(r[0] for r in answer.rows) == ["a", "b"]

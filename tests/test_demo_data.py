@@ -1,4 +1,4 @@
-"""The demo data: synthetic card transactions, the two real data sets, and their catalog entries."""
+"""The demo data: synthetic card transactions, the three real data sets, and their catalog entries."""
 
 from __future__ import annotations
 
@@ -18,13 +18,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from gateway import demo_data
+from gateway.catalog import parse_dataset
+from gateway.core import Gateway
 from gateway.demo_data import (
     demo_datasets,
     generate_transactions,
+    load_candlesticks,
     load_card_customers,
     load_loans,
     write_transactions,
 )
+from gateway.engines.duckdb import DuckDBEngine
 
 SMALL = 50_000
 
@@ -215,11 +219,13 @@ def test_catalog_shape(demo: tuple[pathlib.Path, list[dict]]) -> None:
     data_dir, entries = demo
     assert json.loads(json.dumps(entries)) == entries  # plain JSON
     by_name = {e["name"]: e for e in entries}
-    assert set(by_name) == {"lending", "cards"}
+    assert set(by_name) == {"lending", "cards", "candlesticks"}
     assert by_name["lending"]["privacy_unit"] == "borrower_id"
     assert by_name["cards"]["privacy_unit"] == "customer_id"
+    assert by_name["candlesticks"]["privacy_unit"] == "window_id"
     assert set(by_name["lending"]["tables"]) == {"loans"}
     assert set(by_name["cards"]["tables"]) == {"card_customers", "transactions"}
+    assert set(by_name["candlesticks"]["tables"]) == {"windows", "windows_public"}
     assert by_name["lending"]["tables"]["loans"]["max_rows_per_unit"] == 1
     assert by_name["cards"]["tables"]["card_customers"]["max_rows_per_unit"] == 1
     assert by_name["cards"]["tables"]["transactions"]["max_rows_per_unit"] == (
@@ -229,9 +235,10 @@ def test_catalog_shape(demo: tuple[pathlib.Path, list[dict]]) -> None:
         assert set(entry) == {"name", "privacy_unit", "budget", "tables"}
         assert set(entry["budget"]) == {"epsilon", "delta"}
         assert entry["budget"]["epsilon"] > 0 and 0 <= entry["budget"]["delta"] < 1
-        for table in entry["tables"].values():
-            assert set(table) == {"source", "max_rows_per_unit", "public", "columns"}
-            assert table["public"] is False
+        for name, table in entry["tables"].items():
+            keys = {"source", "max_rows_per_unit", "public", "columns"}
+            assert set(table) == (keys | {"image"} if entry["name"] == "candlesticks" else keys)
+            assert table["public"] is (name == "windows_public")
             assert isinstance(table["max_rows_per_unit"], int) and table["max_rows_per_unit"] >= 1
             source = pathlib.Path(table["source"])
             assert source.is_absolute() and source.is_file()
@@ -327,3 +334,67 @@ def test_changed_rows_rewrite_only_transactions(tmp_path: pathlib.Path) -> None:
     tx.write_bytes(b"not parquet")
     demo_datasets(tmp_path, transactions_rows=3_000)
     assert pq.read_metadata(tx).num_rows == 3_000
+
+
+# --- the candlesticks images ----------------------------------------------------------------------
+
+
+def test_candlesticks_tables(demo: tuple[pathlib.Path, list[dict]]) -> None:
+    from training.vision.candlesticks import feature_columns, load_sp500
+    from training.vision.gaf import encode_candles
+    from training.vision.patterns import CLASSES, detect
+
+    _, entries = demo
+    entry = next(e for e in entries if e["name"] == "candlesticks")
+    parse_dataset(entry)  # the image metadata is valid
+    tables = {name: pq.read_table(t["source"]).to_pandas() for name, t in entry["tables"].items()}
+    private, public = tables["windows"], tables["windows_public"]
+    pixels = feature_columns(10)
+    assert list(private.columns) == ["window_id", "end_date", "label", *pixels]
+    assert list(public.columns) == ["window_id", "end_date", *pixels]  # no label: PATE's unlabelled inputs
+    assert (len(private), len(public)) == (1384, 883)
+    assert private["label"].value_counts().to_dict() == {
+        "bearish_engulfing": 288, "bearish_harami": 261, "bullish_engulfing": 228, "shooting_star": 194,
+        "bullish_harami": 189, "inverted_hammer": 137, "evening_star": 55, "morning_star": 32,
+    }  # fmt: skip
+    assert entry["tables"]["windows"]["columns"]["label"]["categories"] == list(CLASSES)
+    for frame in (private, public):
+        assert frame["window_id"].is_unique and frame["window_id"].is_monotonic_increasing
+        values = frame[pixels].to_numpy()
+        assert values.dtype == np.float32 and values.min() >= -1 and values.max() <= 1
+    # disjoint periods: no trading day lies in a public window and a private one
+    cut = pd.Timestamp(demo_data.CANDLESTICKS_CUT)
+    assert public["end_date"].max() < cut <= private["end_date"].min()
+    assert public["window_id"].max() < private["window_id"].min() - 9
+    # the rows are the S&P 500 windows they claim, with their labels
+    days = load_sp500()
+    ohlc = days[["open", "high", "low", "close"]].to_numpy()
+    for frame in (private.iloc[::97], public.iloc[::97]):
+        for _, row in frame.iterrows():
+            wid = int(row["window_id"])
+            assert days["date"].iloc[wid] == row["end_date"]
+            window = ohlc[wid - 9 : wid + 1]
+            np.testing.assert_allclose(
+                row[pixels].to_numpy(np.float64).reshape(10, 10, 4), encode_candles(window[None])[0], atol=1e-6
+            )
+            if "label" in row:
+                assert detect(window) == row["label"]
+    assert load_candlesticks()[0].equals(private)
+
+
+def test_candlesticks_registers_fast_and_answers_private_sql(demo: tuple[pathlib.Path, list[dict]]) -> None:
+    _, entries = demo
+    entry = next(e for e in entries if e["name"] == "candlesticks")
+    gw = Gateway(DuckDBEngine(None, seed="test-seed"))
+    start = time.perf_counter()
+    meta = gw.register(entry)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 20, elapsed  # about 2 s for 400 bounded columns
+    assert meta.tables["windows"].image is not None and meta.tables["windows"].image.window == 10
+    answer = gw.query("candlesticks", "SELECT label, COUNT(*) AS n FROM windows GROUP BY label", epsilon=1)
+    assert answer.columns == ["label", "n"]
+    counts = dict((label, n) for label, n in answer.rows)
+    assert set(counts) <= set(entry["tables"]["windows"]["columns"]["label"]["categories"])
+    assert 1200 < sum(counts.values()) < 1600  # 1,384 windows, plus noise
+    mean = gw.query("candlesticks", "SELECT AVG(gaf_0_0_close) AS m FROM windows", epsilon=1)
+    assert -1 <= mean.rows[0][0] <= 1

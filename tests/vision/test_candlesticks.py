@@ -45,24 +45,31 @@ def test_sliding_windows():
         sliding_windows(x, 7)
 
 
+#: the class counts that the candlesticks module's docstring states
+COUNTS = {
+    "evening_star": 82, "morning_star": 66, "bearish_engulfing": 474, "bullish_engulfing": 402,
+    "shooting_star": 279, "inverted_hammer": 230, "bearish_harami": 403, "bullish_harami": 332,
+}  # fmt: skip
+
+
 def test_label_counts():
     counts = label_counts()
     assert list(counts.index) == list(CLASSES) + [NO_PATTERN, "ambiguous", "left_out"]
     assert counts.sum() == 16607 - 10 + 1  # every window once
-    assert (counts[list(CLASSES)] > 0).all()
+    assert counts[list(CLASSES)].to_dict() == COUNTS
+    assert counts[NO_PATTERN] == 11165 and counts["ambiguous"] == 0
     # the windows before 1962 (closes only) are left out
-    assert counts["left_out"] >= 3000
+    assert counts["left_out"] == 3165
 
 
-def test_shapes_and_balance(dataset):
+def test_shapes_and_classes(dataset):
     images, labels, class_names, meta = dataset
-    counts = label_counts()
-    rarest = int(counts[list(CLASSES)].min())
-    n = len(CLASSES) * rarest
+    n = sum(COUNTS.values())  # the default cap keeps every labelled window
+    assert n > 2000
     assert class_names == list(CLASSES)
     assert images.shape == (n, 10, 10, 4) and images.dtype == np.float32
     assert labels.shape == (n,) and labels.dtype == np.int64
-    assert np.bincount(labels, minlength=8).tolist() == [rarest] * 8
+    assert np.bincount(labels, minlength=8).tolist() == [COUNTS[c] for c in CLASSES]
     assert images.min() >= -1.0 and images.max() <= 1.0
     assert list(meta.columns) == ["window_id", "start_date", "end_date", "label", "label_name"]
     assert len(meta) == n and meta["window_id"].is_unique and meta["window_id"].is_monotonic_increasing
@@ -71,6 +78,13 @@ def test_shapes_and_balance(dataset):
     assert (meta["end_date"] >= pd.Timestamp("1962-01-01")).all()
     # every GASF channel is symmetric
     np.testing.assert_array_equal(images, np.swapaxes(images, 1, 2))
+
+
+def test_balanced_draw():
+    rarest = min(COUNTS.values())
+    images, labels, _, meta = build_candlesticks(per_class=None)
+    assert np.bincount(labels, minlength=8).tolist() == [rarest] * 8
+    assert images.shape == (8 * rarest, 10, 10, 4) and len(meta) == 8 * rarest
 
 
 def test_rows_are_the_windows_they_claim(dataset):
@@ -85,22 +99,21 @@ def test_rows_are_the_windows_they_claim(dataset):
         np.testing.assert_allclose(images[row], encode_candles(w[None])[0], atol=1e-6)
 
 
-def test_reproducible_and_seeded(dataset):
-    images, labels, _, meta = dataset
-    images2, labels2, _, meta2 = build_candlesticks(seed=7)
+def test_reproducible_and_seeded():
+    images, labels, _, meta = build_candlesticks(per_class=100)
+    images2, labels2, _, meta2 = build_candlesticks(per_class=100, seed=7)
     np.testing.assert_array_equal(images, images2)
     np.testing.assert_array_equal(labels, labels2)
     pd.testing.assert_frame_equal(meta, meta2)
-    _, labels3, _, meta3 = build_candlesticks(seed=8)
+    _, labels3, _, meta3 = build_candlesticks(per_class=100, seed=8)
     assert np.bincount(labels3).tolist() == np.bincount(labels).tolist()
     assert set(meta3["window_id"]) != set(meta["window_id"])
 
 
 def test_per_class_cap_and_no_pattern_class():
-    counts = label_counts()
-    images, labels, class_names, meta = build_candlesticks(per_class=50, include_no_pattern=True)
+    images, labels, class_names, meta = build_candlesticks(per_class=300, include_no_pattern=True)
     assert class_names == list(CLASSES) + [NO_PATTERN]
-    expected = [min(50, int(counts[c])) for c in CLASSES] + [50]
+    expected = [min(300, COUNTS[c]) for c in CLASSES] + [300]
     assert np.bincount(labels, minlength=9).tolist() == expected
     assert images.shape == (sum(expected), 10, 10, 4)
     with pytest.raises(ValueError):

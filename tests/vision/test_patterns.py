@@ -18,6 +18,7 @@ from training.vision.patterns import (
     PATTERN_LENGTH,
     Rules,
     detect,
+    label_codes,
     label_windows,
     match_matrix,
 )
@@ -60,7 +61,7 @@ LONG_BLACK = candle(93, 93.2, 89.8, 90)  # after the downtrend: body 3, centre 9
 LONG_WHITE = candle(107, 110.2, 106.8, 110)  # after the uptrend: body 3, centre 108.5
 
 POSITIVES = {
-    # long black q (93 -> 90, centre 91.5), short star p below q's close, white c closing above 91.5
+    # long black q (93 -> 90), short star p below q's close, white c closing above 90 + 0.3 * 3 = 90.9
     "morning_star": window(
         "down", LONG_BLACK, candle(89.8, 90, 89.3, 89.6), candle(89.8, 92.2, 89.7, 92)
     ),
@@ -73,9 +74,9 @@ POSITIVES = {
     # long black p (93 -> 90), small white c inside it
     "bullish_harami": window("down", LONG_BLACK, candle(90.5, 91.7, 90.3, 91.5)),
     "bearish_harami": window("up", LONG_WHITE, candle(109.5, 109.7, 108.3, 108.5)),
-    # long black p (93 -> 90, centre 91.5); c: body 0.2 at the bottom, upper shadow 1.2, lower 0.1
+    # one candle after the trend (here after a long candle of the trend's colour, which the rule does not
+    # need): body 0.2 at the bottom, upper shadow 1.2, lower 0.1; the reference body is (6 + 3) / 7
     "inverted_hammer": window("down", LONG_BLACK, candle(89.8, 91.2, 89.7, 90.0)),
-    # long white p (107 -> 110, centre 108.5); c: body 0.2 above it, upper shadow 1.2, lower 0.1
     "shooting_star": window("up", LONG_WHITE, candle(110.2, 111.4, 109.9, 110.0)),
     # body 0.2 near the top, lower shadow 1.4, upper 0.1
     "hammer": window("down", candle(92.6, 92.9, 91.2, 92.8)),
@@ -85,6 +86,7 @@ POSITIVES = {
 
 def test_label_set():
     assert len(CLASSES) == 8 and len(set(CLASSES)) == 8
+    assert [PATTERN_LENGTH[c] for c in CLASSES] == [3, 3, 2, 2, 1, 1, 2, 2]
     assert set(ALL_PATTERNS) == set(CLASSES) | set(EXTRA_PATTERNS)
     assert set(PATTERN_LENGTH) == set(ALL_PATTERNS)
     assert Rules().min_window() == 10
@@ -123,8 +125,8 @@ def test_no_pattern_without_the_trend(name):
 
 NEAR_MISSES = {
     "morning_star": [
-        # c closes below q's body centre (91.5)
-        window("down", LONG_BLACK, candle(89.8, 90, 89.3, 89.6), candle(89.8, 91.2, 89.7, 91)),
+        # c closes less than 0.3 of q's body into it (90.7 < 90.9)
+        window("down", LONG_BLACK, candle(89.8, 90, 89.3, 89.6), candle(89.8, 90.9, 89.7, 90.7)),
         # the middle candle is not short (body 1.5 >= reference body 1)
         window("down", LONG_BLACK, candle(90, 90.2, 88.3, 88.5), candle(89.8, 92.2, 89.7, 92)),
         # the middle candle sits above q's close (its centre 90.5 > 90)
@@ -135,7 +137,7 @@ NEAR_MISSES = {
         ),
     ],
     "evening_star": [
-        window("up", LONG_WHITE, candle(110.2, 110.7, 110, 110.4), candle(110.2, 110.3, 108.8, 109)),
+        window("up", LONG_WHITE, candle(110.2, 110.7, 110, 110.4), candle(110.2, 110.3, 109.2, 109.3)),
         window("up", LONG_WHITE, candle(110.2, 110.4, 109.3, 109.4), candle(110.2, 110.3, 107.8, 108)),
     ],
     "bullish_engulfing": [
@@ -143,8 +145,8 @@ NEAR_MISSES = {
         window("down", candle(93, 93.2, 90.8, 91), candle(90.5, 92.7, 90.3, 92.5)),
         # c's body equals p's body at both ends: not engulfing (nor inside)
         window("down", candle(93, 93.2, 90.8, 91), candle(91, 93.2, 90.8, 93)),
-        # p is short (body 0.5)
-        window("down", candle(93, 93.2, 92.3, 92.5), candle(92.2, 93.6, 92.1, 93.4)),
+        # p is white (and c closes too low for a morning star of the last context candle, p and c)
+        window("down", candle(92.5, 93.2, 92.3, 93), candle(92.2, 93.3, 92.1, 93.2)),
         # c is black
         window("down", candle(93, 93.2, 90.8, 91), candle(93.5, 93.7, 90.3, 90.5)),
     ],
@@ -165,26 +167,25 @@ NEAR_MISSES = {
         window("up", LONG_WHITE, candle(108.5, 109.7, 108.3, 109.5)),
     ],
     "inverted_hammer": [
-        # upper shadow 0.6: twice the body, but shorter than the reference body
+        # upper shadow 0.6: three times the body, but under half the reference body (9 / 7)
         window("down", LONG_BLACK, candle(89.8, 90.6, 89.7, 90.0)),
         # lower shadow 0.8 > half the upper shadow 1.2
         window("down", LONG_BLACK, candle(89.8, 91.2, 89.0, 90.0)),
-        # body above p's centre (91.5)
-        window("down", LONG_BLACK, candle(91.8, 93.0, 91.5, 91.6)),
-        # body not short (1.1)
-        window("down", LONG_BLACK, candle(88.9, 92.5, 88.8, 90.0)),
+        # body 1.5, not short (the reference body is 9 / 7)
+        window("down", LONG_BLACK, candle(88.5, 93.0, 88.4, 90.0)),
+        # upper shadow 0.3, under twice the body 0.2
+        window("down", candle(92.4, 92.9, 92.3, 92.6)),
     ],
     "shooting_star": [
         window("up", LONG_WHITE, candle(110.2, 110.8, 109.9, 110.0)),
         window("up", LONG_WHITE, candle(110.2, 111.4, 109.0, 110.0)),
-        # body below p's centre (108.5)
-        window("up", LONG_WHITE, candle(108.2, 109.6, 108.1, 108.4)),
+        window("up", LONG_WHITE, candle(108.5, 111.0, 106.4, 110.0)),
     ],
     "hammer": [
         window("down", candle(92.6, 93.6, 91.2, 92.8)),  # upper shadow 0.8 > half the lower 1.4
-        window("down", candle(92.6, 92.9, 92.1, 92.8)),  # lower shadow 0.5 < reference body 1
+        window("down", candle(92.6, 92.9, 92.2, 92.8)),  # lower shadow 0.4 < half the reference body 1
     ],
-    "hanging_man": [window("up", candle(107.6, 107.9, 107.1, 107.8))],
+    "hanging_man": [window("up", candle(107.6, 107.9, 107.2, 107.8))],
 }
 
 
@@ -203,15 +204,53 @@ def test_engulfing_may_share_one_end():
     assert detect(w) == "bullish_harami"
 
 
-def test_two_rules_firing_is_rejected():
+def test_the_textbook_rules_ask_nothing_more():
+    """Where an earlier version was stricter than Nison's definitions (see the module docstring)."""
+    # engulfing: the engulfed body may be short (here 0.5, half the reference body); c closes short of
+    # a morning (evening) star with the last context candle
+    w = window("down", candle(93, 93.2, 92.3, 92.5), candle(92.2, 93.4, 92.1, 93.25))
+    assert detect(w) == "bullish_engulfing"
+    w = window("up", candle(107, 107.7, 106.8, 107.5), candle(107.8, 107.9, 106.6, 106.75))
+    assert detect(w) == "bearish_engulfing"
+    # shooting star / inverted hammer: one candle after the trend, whatever the candle before it, and
+    # with no gap (here the star's body sits inside the previous body)
+    assert detect(window("up", candle(109.0, 111.4, 108.9, 109.2))) == "shooting_star"
+    assert detect(window("down", candle(92.4, 93.8, 92.3, 92.6))) == "inverted_hammer"
+    # morning star: c closes 0.3 of q's body into it, short of its centre (91.5)
+    w = window("down", LONG_BLACK, candle(89.8, 90, 89.3, 89.6), candle(89.8, 91.2, 89.7, 91))
+    assert detect(w) == "morning_star"
+    strict = Rules(penetration=0.5)
+    assert detect(w, rules=strict) is None
+
+
+def test_the_longest_pattern_wins():
     # a small white candle with a long upper shadow, inside the lower half of a long black body:
-    # both a bullish harami and an inverted hammer
+    # both a bullish harami (2 candles) and an inverted hammer (1 candle); the harami is the label
     w = window("down", LONG_BLACK, candle(90.5, 92.5, 90.4, 90.8))
     fired = match_matrix(w[None], CLASSES)[0]
     assert {c for c, f in zip(CLASSES, fired) if f} == {"bullish_harami", "inverted_hammer"}
-    assert detect(w) is None
+    assert detect(w) == "bullish_harami"
     # asked for one of them only, it is that one
     assert detect(w, ["inverted_hammer"]) == "inverted_hammer"
+    # a morning star whose third candle engulfs the star is a morning star
+    w = window("down", LONG_BLACK, candle(89.8, 90, 89.3, 89.6), candle(89.5, 92.2, 89.4, 92))
+    fired = match_matrix(w[None], CLASSES)[0]
+    assert {c for c, f in zip(CLASSES, fired) if f} == {"morning_star", "bullish_engulfing"}
+    assert detect(w) == "morning_star"
+
+
+def test_two_patterns_of_one_length_are_ambiguous():
+    codes = label_codes(np.array([[1, 0, 1, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0, 0, 0], [0] * 8], dtype=bool))
+    assert codes.tolist() == [0, -2, -1]  # a star beats an engulfing; two engulfings are ambiguous
+    # custom rules under which a candle is both hammer- and star-shaped: no label
+    loose = Rules(shadow_ratio=0.0, long_shadow=0.0, small_shadow=2.0)
+    w = window("down", candle(92.4, 93.4, 91.4, 92.6))
+    assert set(np.array(ALL_PATTERNS)[match_matrix(w[None], ALL_PATTERNS, rules=loose)[0]]) == {
+        "inverted_hammer", "hammer"
+    }
+    assert detect(w, ALL_PATTERNS, rules=loose) is None
+    with pytest.raises(ValueError):
+        label_codes(np.zeros((2, 3), dtype=bool))
 
 
 def test_degenerate_context_is_no_pattern():

@@ -11,13 +11,38 @@ GAF images in 8 classes):
 
 1. sort by date; every run of ``window`` consecutive trading days is a window (sliding by one day);
 2. label each window (without a high == low day) by the rule of `training.vision.patterns` that
-   fires at its last candles (windows with no pattern, or with more than one, are left out;
-   ``include_no_pattern`` keeps the former as a ninth class);
-3. balanced sampling: with a seeded generator, draw ``per_class`` windows of each class without
-   replacement (default: the size of the rarest class, so every class has the same count; a larger
-   cap keeps every window of the classes that have fewer);
+   fires at its last candles (the longest pattern, where a longer one contains a shorter one; windows
+   with no pattern are left out, or kept as a ninth class with ``include_no_pattern``);
+3. sampling: with a seeded generator, draw up to ``per_class`` windows of each class without
+   replacement (default 1,500: more than any class has, so every labelled window is kept; ``None``
+   draws as many as the rarest class has, for exactly balanced classes);
 4. encode each drawn window as GAF-CNN's image (`training.vision.gaf.encode_candles`: GASF of close,
    upper shadow, lower shadow and real body, each channel min-max scaled within its window).
+
+Class counts (window 10, default rules; `label_counts`) among the 13,433 windows with candles, ending
+from 1962-01-15 to 2015-12-31:
+
+=====================  =======
+class                  windows
+=====================  =======
+``evening_star``            82
+``morning_star``            66
+``bearish_engulfing``      474
+``bullish_engulfing``      402
+``shooting_star``          279
+``inverted_hammer``        230
+``bearish_harami``         403
+``bullish_harami``         332
+labelled, in all         2,268
+no pattern              11,165
+=====================  =======
+
+(3,165 windows are left out for a high == low day, none is ambiguous.) The stars of three candles are
+the rare classes: the daily S&P 500 holds few of them under the textbook rules (a long body, a short
+"star" beyond its close, then a body closing well back into the first), and the rules are not
+loosened past the textbook to make more (see `training.vision.patterns`). The default dataset is
+therefore imbalanced (about 7 to 1 between the largest and the smallest class); ``per_class=None``
+gives 66 windows of each class, and a cap in between gives balanced-ish classes.
 
 The privacy unit is the window (``window_id``): one image, one label, one row of the table. Windows
 overlap in time (a trading day lies in up to ``window`` windows), so a guarantee per window is not a
@@ -39,6 +64,7 @@ from .patterns import CLASSES, DEFAULT_RULES, NO_PATTERN, Rules, label_codes, ma
 
 __all__ = [
     "COLUMN_CHANNELS",
+    "DEFAULT_PER_CLASS",
     "build_candlesticks",
     "candlesticks_frame",
     "feature_columns",
@@ -49,6 +75,8 @@ __all__ = [
 ]
 
 AMBIGUOUS = "ambiguous"
+#: the default cap of windows per class: above every class's count, so every labelled window is kept
+DEFAULT_PER_CLASS = 1500
 LEFT_OUT = "left_out"
 #: short channel names used in the parquet column names, in `CHANNELS` order
 COLUMN_CHANNELS: tuple[str, ...] = ("close", "upper", "lower", "body")
@@ -117,11 +145,11 @@ def build_candlesticks(
     window: int = 10,
     *,
     seed: int = 7,
-    per_class: int | None = None,
+    per_class: int | None = DEFAULT_PER_CLASS,
     include_no_pattern: bool = False,
     rules: Rules = DEFAULT_RULES,
 ) -> tuple[np.ndarray, np.ndarray, list[str], pd.DataFrame]:
-    """The balanced ``candlesticks`` dataset.
+    """The ``candlesticks`` dataset.
 
     Returns ``(images, labels, class_names, meta)``: images float32 (n, window, window, 4) in [-1, 1]
     (channels `training.vision.gaf.CHANNELS`), labels int64 (n,) indexing ``class_names`` (the 8
@@ -129,9 +157,9 @@ def build_candlesticks(
     ``window_id`` (int64, the position of the window's last day in the date-sorted series: unique, and
     the privacy unit), ``start_date``, ``end_date``, ``label``, ``label_name``. Rows are in time order.
 
-    ``per_class=None`` draws as many windows of each class as the rarest class has; an int draws up to
-    that many per class (a class with fewer keeps all of its windows). The draw is a function of
-    ``seed`` alone.
+    An int ``per_class`` draws up to that many windows per class (a class with fewer keeps all of its
+    windows: the default keeps every labelled window); ``None`` draws as many windows of each class as
+    the rarest class has. The draw is a function of ``seed`` alone.
     """
     if per_class is not None and per_class < 1:
         raise ValueError("per_class must be a positive int or None")
@@ -198,7 +226,7 @@ def write_candlesticks_parquet(
     window: int = 10,
     *,
     seed: int = 7,
-    per_class: int | None = None,
+    per_class: int | None = DEFAULT_PER_CLASS,
     include_no_pattern: bool = False,
     rules: Rules = DEFAULT_RULES,
 ) -> Path:

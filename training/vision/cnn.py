@@ -58,7 +58,9 @@ class GafCNN(nn.Module):
             raise ValueError(
                 f"expected images [N, {self.window}, {self.window}, {self.channels}], got {tuple(x.shape)}"
             )
-        h = x.permute(0, 3, 1, 2)  # channels last (the table's layout) -> channels first (Conv2d's)
+        # channels last (the table's layout) -> channels first (Conv2d's); contiguous, because Opacus'
+        # per-sample gradient of Conv2d assumes it (on a permuted view its per-sample gradients are wrong)
+        h = x.permute(0, 3, 1, 2).contiguous()
         h = self.act(self.conv1(h))
         h = self.act(self.conv2(h))
         h = self.act(self.fc1(h.flatten(1)))

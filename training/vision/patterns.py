@@ -34,29 +34,33 @@ prior trend. The issue also names the hammer and the hanging man; they are detec
 so that results stay comparable with the study's.
 
 The rules follow the standard definitions (Nison, *Japanese Candlestick Charting Techniques*, 2nd ed.
-2001; TA-Lib's ``CDL*`` functions for the numbers) and are never stricter than they are:
+2001; TA-Lib's ``CDL*`` functions for the numbers). An earlier version was stricter than they are in
+three places, which left 14 inverted hammers in 66 years of the S&P 500; it was loosened to them:
 
 * engulfing: Nison asks for a trend, opposite colours and a second real body that engulfs the first;
-  the first body may be small (TA-Lib's ``CDLENGULFING`` sets no size either). An earlier version
-  asked for a long first body, which kept only one engulfing in six;
+  the first body may be small (TA-Lib's ``CDLENGULFING`` sets no size either). The earlier version
+  asked for a long first body, which kept one engulfing in six;
 * shooting star and inverted hammer: Nison's shape is one candle after the trend, a small real body at
-  the lower end of the range, an upper shadow at least twice the body and little lower shadow; a gap
-  from the prior body is "ideal", not required, and the prior candle's size and colour are no part of
-  the definition. An earlier version required a long prior candle of the trend's colour and the star's
-  body beyond its centre, which left 14 inverted hammers in 66 years of the S&P 500. The shadow must
-  also be at least half the reference body long, so that a near-doji day with a flick of an upper
-  shadow is not a star (TA-Lib compares the shadow with the candle's own body only);
+  the lower end of the range, an upper shadow at least twice the body (his measure for the hammer
+  family) and little lower shadow; a gap from the prior body is "ideal", not required, and the prior
+  candle's size and colour are no part of the definition. The earlier version required a long prior
+  candle of the trend's colour and the star's body beyond its centre, and an upper shadow of a whole
+  reference body;
 * morning and evening star: the third candle must close "well into" the first body; TA-Lib's default
-  penetration is 0.3 of that body (`Rules.penetration`), where an earlier version asked for half;
-* harami: as Nison (a long body, then a body inside it, of the opposite colour here).
+  penetration is 0.3 of that body (`Rules.penetration`), where the earlier version asked for half.
+
+Two conditions remain that the textbooks leave out or leave loose: the star's upper shadow must be at
+least half the reference body long (``long_shadow``), so that a near-doji day with a flick of an upper
+shadow is not a star (TA-Lib compares the shadow with the candle's own body only); and the harami's
+second candle has the opposite colour (Nison's usual case; he allows the same colour).
 
 Overlaps, and `NO_PATTERN`. A longer pattern can contain a shorter one: the third candle of a morning
 star often engulfs the star, and a small candle inside a long body may have a star's shadow. The longest
-pattern that fires is the label (it explains the most candles; Nison reads a morning star whose third
-candle engulfs the star as a morning star). Only when two patterns of that same length fire is the
-window ambiguous; `detect` then returns None, as it does when no rule fires, so that every labelled
-window has exactly one well-defined class. (With the default rules no two patterns of one length can
-fire together: the trend, the colours and the shadows exclude each other; custom `Rules` may allow it.)
+pattern that fires is the label: it explains the most candles, and the shorter one is a part of it.
+Only when two patterns of that same length fire is the window ambiguous; `detect` then returns None,
+as it does when no rule fires, so that every labelled window has exactly one well-defined class. (With
+the default rules no two patterns of one length can fire together: the trend, the colours and the
+shadows exclude each other; custom `Rules` may allow it.)
 
 Definitions, all computed inside the window, so that a window's label is a function of that window
 alone (the window is the privacy unit):

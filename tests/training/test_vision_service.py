@@ -1,0 +1,119 @@
+"""The candlestick CNN through the training service: multi-class labels, DP-SGD, PATE with the public
+windows, non-private for administrators only; the charge, the card and predictions."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from budget import Ledger
+from gateway.demo_data import _image_meta, candlesticks_columns, load_candlesticks
+from mechanisms.cost import Cost
+from training import Forbidden, InvalidJob, TrainingService
+from training.vision.patterns import CLASSES
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[tuple[str, str], pd.DataFrame]:
+    private, public = load_candlesticks()
+    return {("candlesticks", "windows"): private, ("candlesticks", "windows_public"): public}
+
+
+def _meta() -> dict[str, Any]:
+    return {
+        "name": "candlesticks", "privacy_unit": "window_id", "budget": {"epsilon": 100, "delta": 1e-3},
+        "tables": {
+            "windows": {"source": "mem", "max_rows_per_unit": 1, "columns": candlesticks_columns(), "image": _image_meta()},
+            "windows_public": {"source": "mem", "max_rows_per_unit": 1, "public": True,
+                               "columns": candlesticks_columns(public=True), "image": _image_meta()},
+        },
+    }  # fmt: skip
+
+
+@pytest.fixture()
+def svc(tmp_path: Path, frames: dict[tuple[str, str], pd.DataFrame]) -> Any:
+    db_url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = Ledger(db_url)
+    ledger.migrate()
+    ledger.set_dataset_budget("candlesticks", epsilon=100, delta=1e-3)
+    for name, role in (("alice", "analyst"), ("root", "admin")):
+        ledger.create_analyst(name, role=role)
+        ledger.set_allocation(name, "candlesticks", epsilon=50, delta=5e-4)
+    meta = _meta()
+
+    def read(dataset: str, table: str, columns: list[str]) -> pd.DataFrame:
+        return frames[(dataset, table)][list(columns)].copy()
+
+    s = TrainingService(data_dir=tmp_path / "data", db_url=db_url, ledger=ledger,
+                        datasets=lambda name: meta if name == "candlesticks" else {}, read_table=read)  # fmt: skip
+    s.test_ledger = ledger
+    yield s
+    s.close()
+    ledger.close()
+
+
+BODY = {"task": "candlestick_pattern", "epsilon": 3, "delta": 1e-5}
+
+
+def test_dpsgd_cnn_on_gaf_images_is_charged_multiclass_and_predicts(svc: Any, frames: Any) -> None:
+    torch.manual_seed(0)
+    started = svc.start("alice", {**BODY, "params": {"epochs": 8, "batch_size": 128, "lr": 0.005}})
+    done = svc.wait(started["job_id"], 300)
+    assert done["status"] == "succeeded", done.get("error")
+    [entry] = svc.test_ledger.entries(analyst="alice")
+    assert entry["epsilon"] == started["cost"]["epsilon"] and Cost.of(started["cost"]["epsilon"], 1e-5).fits_within(Cost.of(3, 1e-5))
+    card = svc.model_card("root", done["model_id"], is_admin=True)
+    assert card["training"]["architecture"] == "gaf_cnn" and card["training"]["n_classes"] == len(CLASSES) == 8
+    assert card["training"]["grad_sample_mode"] == "ghost" and card["label"]["classes"] == list(CLASSES)
+    assert card["noise_multiplier"] > 0 and card["privacy"]["max_rows_per_unit"] == 1
+    # multi-class metrics: accuracy from noisy counts (DP) and exact (administrators)
+    exact = done["exact_metrics"]["accuracy"]
+    assert exact > 1.5 / 8, exact  # better than chance (1/8) after a few DP epochs
+    assert 0.0 <= done["metrics"]["accuracy"] <= 1.0 and done["metrics"]["mechanism"] == "laplace"
+    assert "exact_metrics" not in svc.model_card("alice", done["model_id"])
+    row = frames[("candlesticks", "windows_public")].iloc[0]
+    pixels = {c: float(row[c]) for c in card["features"]["columns"] and [c["name"] for c in card["features"]["columns"]]}
+    [pred] = svc.predict("alice", done["model_id"], [pixels])["predictions"]
+    assert pred["label"] in CLASSES and set(pred["probabilities"]) == set(CLASSES)
+    assert sum(pred["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert pred["probability"] == pytest.approx(max(pred["probabilities"].values()))
+
+
+def test_pate_cnn_charges_its_plan_first_and_trains_the_student_on_public_windows(svc: Any) -> None:
+    torch.manual_seed(0)
+    body = {**BODY, "method": "pate", "public_table": "windows_public",
+            "params": {"teachers": 5, "queries": 300, "epochs": 5, "teacher_epochs": 5, "batch_size": 64, "lr": 0.003}}  # fmt: skip
+    started = svc.start("alice", body)
+    rec = svc.store.get_job(started["job_id"])
+    pate = rec["plan"]["pate"]
+    # the whole cost is in the ledger before the job runs: the plan's ε plus the metrics' share
+    [entry] = svc.test_ledger.entries(analyst="alice")
+    assert Fraction(rec["cost_epsilon"]) <= 3 and pate["queries"] == 300 and pate["aggregator"] == "gnmax"
+    assert Fraction(rec["cost_epsilon"]) == Fraction(rec["plan"]["model"]["epsilon_charged"]) + Fraction(rec["plan"]["metrics"]["epsilon"])
+    done = svc.wait(started["job_id"], 600)
+    assert done["status"] == "succeeded", done.get("error")
+    card = svc.model_card("root", done["model_id"], is_admin=True)
+    assert card["method"] == "pate" and card["teachers"] == 5 and card["public_table"] == "windows_public"
+    assert card["training"]["labelled"] + card["training"]["abstained"] == card["training"]["queries"] == 300
+    assert any("PATE" in c for c in card["caveats"])
+    assert 0.0 <= done["exact_metrics"]["accuracy"] <= 1.0
+
+
+def test_image_jobs_are_checked_before_anything_is_charged(svc: Any) -> None:
+    with pytest.raises(InvalidJob) as info:  # an image trains whole
+        svc.start("alice", {**BODY, "features": ["gaf_0_0_close"]})
+    assert info.value.to_dict()["field"] == "features"
+    with pytest.raises(InvalidJob):  # no such public table
+        svc.start("alice", {**BODY, "method": "pate", "public_table": "windows"})
+    with pytest.raises(InvalidJob):  # diffprivlib models are binary and tabular
+        svc.start("alice", {**BODY, "method": "logreg", "delta": 0})
+    with pytest.raises(Forbidden):
+        svc.start("alice", {**BODY, "method": "nonprivate"})
+    assert svc.test_ledger.entries(analyst="alice") == []
+    assert svc.test_ledger.remaining_cost("alice", "candlesticks").analyst.epsilon == 50
