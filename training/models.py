@@ -183,7 +183,9 @@ def _teacher_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any]
             if len(present) < 2:  # one class in the partition: it always votes that class
                 only = int(present[0]) if len(present) else 0
                 return lambda z: np.eye(n_classes)[np.full(len(z), only)]
-            est = LogisticRegression(max_iter=500, random_state=seed).fit(xs, ys)
+            # class-balanced: with a rare class (3% default) an unweighted teacher of a few hundred rows
+            # votes the majority class on every query, and the student would get no signal at all
+            est = LogisticRegression(max_iter=500, class_weight="balanced", random_state=seed).fit(xs, ys)
 
             def proba(z: np.ndarray) -> np.ndarray:
                 out = np.zeros((len(z), n_classes))

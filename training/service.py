@@ -456,6 +456,12 @@ class TrainingService:
                     )  # fmt: skip
         except ValueError as exc:
             raise InvalidJob(f"no PATE plan fits this epsilon: {exc}", field="epsilon") from None
+        if plan.sigma > p["teachers"]:  # the noise would outweigh every teacher voting together
+            raise InvalidJob(
+                f"at this epsilon the vote noise (sigma {plan.sigma:.4g}) exceeds the number of teachers "
+                f"({p['teachers']}): the labels would be noise. Raise epsilon, ask fewer queries or use more teachers",
+                field="epsilon",
+            )
         return plan
 
     def _count_training_units(self, job: JobSpec, unit: str | None) -> int:

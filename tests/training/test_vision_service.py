@@ -88,7 +88,7 @@ def test_dpsgd_cnn_on_gaf_images_is_charged_multiclass_and_predicts(svc: Any, fr
 def test_pate_cnn_charges_its_plan_first_and_trains_the_student_on_public_windows(svc: Any) -> None:
     torch.manual_seed(0)
     body = {**BODY, "method": "pate", "public_table": "windows_public",
-            "params": {"teachers": 5, "queries": 300, "epochs": 5, "teacher_epochs": 5, "batch_size": 64, "lr": 0.003}}  # fmt: skip
+            "params": {"teachers": 50, "queries": 300, "epochs": 5, "teacher_epochs": 3, "batch_size": 64, "lr": 0.003}}  # fmt: skip
     started = svc.start("alice", body)
     rec = svc.store.get_job(started["job_id"])
     pate = rec["plan"]["pate"]
@@ -99,7 +99,7 @@ def test_pate_cnn_charges_its_plan_first_and_trains_the_student_on_public_window
     done = svc.wait(started["job_id"], 600)
     assert done["status"] == "succeeded", done.get("error")
     card = svc.model_card("root", done["model_id"], is_admin=True)
-    assert card["method"] == "pate" and card["teachers"] == 5 and card["public_table"] == "windows_public"
+    assert card["method"] == "pate" and card["teachers"] == 50 and card["public_table"] == "windows_public"
     assert card["training"]["labelled"] + card["training"]["abstained"] == card["training"]["queries"] == 300
     assert any("PATE" in c for c in card["caveats"])
     assert 0.0 <= done["exact_metrics"]["accuracy"] <= 1.0

@@ -34,7 +34,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -246,9 +246,10 @@ def train_pate(
     if np.unique(labels[keep]).size < 2:
         raise ValueError("the noisy labels hold a single class: no student can be trained on them")
     student = fit_student(queried[keep], labels[keep], _seed(seed, _STUDENT_STREAM))
+    width = xp.shape[1]  # the returned closure must not hold on to the private matrix
 
     def student_predict(x: np.ndarray) -> np.ndarray:
-        xs = _matrix(x, name="x", width=xp.shape[1])
+        xs = _matrix(x, name="x", width=width)
         return _proba(student(xs), len(xs), k, who="the student's predict")
 
     if on_progress is not None:
@@ -267,6 +268,19 @@ def train_pate(
 
 def _classes(y: np.ndarray, n_classes: int | None) -> int:
     return max(int(n_classes or 2), int(y.max()) + 1 if y.size else 1)
+
+
+def _check_class_weight(class_weight: str | None) -> None:
+    if class_weight not in (None, "balanced"):
+        raise ValueError('class_weight must be None or "balanced"')
+
+
+def _row_weights(y: np.ndarray, class_weight: str | None) -> np.ndarray:
+    """Per-row loss weights: 1, or rows / (classes present · rows of the row's class)."""
+    if class_weight is None:
+        return np.ones(len(y), dtype=np.float32)
+    present, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    return (len(y) / (len(present) * counts[inverse])).astype(np.float32)
 
 
 class _SoftmaxMLP(nn.Module):
@@ -295,6 +309,7 @@ def mlp_fit(
     min_steps: int = 200,
     weight_decay: float = 1e-4,
     n_classes: int | None = None,
+    class_weight: Literal["balanced"] | None = None,
 ) -> Fit:
     """A `Fit` training a small ReLU network with Adam, non-privately (for teachers and the student).
 
@@ -302,11 +317,15 @@ def mlp_fit(
     same layers with one logit per class and softmax. Steps: ``max(min_steps, epochs · rows / batch_size)``
     (small partitions still get enough steps). Features are expected in [0, 1] (the feature pipeline's
     scale), as for `nets.MLP`. `n_classes` (default: the largest label + 1, at least 2) fixes the width
-    of the output. Seeded by the fit's `seed`; torch's global RNG is left as it was.
+    of the output. `class_weight="balanced"` weights each row's loss by ``rows / (k · rows of its class)``
+    (scikit-learn's rule), for rare positives. Seeded by the fit's `seed`; torch's global RNG is left as
+    it was. Tiny networks train much faster with ``torch.set_num_threads(1)`` (the caller's choice: the
+    setting is process-wide).
     """
     hidden = tuple(int(h) for h in hidden)
     if isinstance(batch_size, bool) or batch_size < 1 or epochs <= 0 or lr <= 0 or min_steps < 0:
         raise ValueError("batch_size, epochs and lr must be positive, min_steps non-negative")
+    _check_class_weight(class_weight)
 
     def fit(x: np.ndarray, y: np.ndarray, seed: int) -> Predict:
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -327,6 +346,7 @@ def mlp_fit(
         else:
             target = torch.from_numpy(yi)
             loss_fn = nn.functional.cross_entropy
+        weights = torch.from_numpy(_row_weights(yi, class_weight))
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         model.train()
         perm, pos, b = torch.randperm(n, generator=gen), 0, min(batch_size, n)
@@ -336,7 +356,7 @@ def mlp_fit(
             idx = perm[pos : pos + b]
             pos += b
             opt.zero_grad(set_to_none=True)
-            loss_fn(model(xt[idx]), target[idx]).backward()
+            (loss_fn(model(xt[idx]), target[idx], reduction="none") * weights[idx]).mean().backward()
             opt.step()
         model.eval()
 
@@ -353,14 +373,22 @@ def mlp_fit(
     return fit
 
 
-def logreg_fit(*, C: float = 1.0, max_iter: int = 1000, n_classes: int | None = None) -> Fit:
+def logreg_fit(
+    *,
+    C: float = 1.0,
+    max_iter: int = 1000,
+    n_classes: int | None = None,
+    class_weight: Literal["balanced"] | None = None,
+) -> Fit:
     """A `Fit` by scikit-learn's (non-private) multinomial LogisticRegression; columns by class index.
 
     Non-private is right here: teachers' privacy comes from the aggregation, and the student sees only
-    public rows and noisy labels. `n_classes` as for `mlp_fit`.
+    public rows and noisy labels. `n_classes` and `class_weight` as for `mlp_fit`. Solver newton-cg
+    (lbfgs passes SciPy a deprecated option, a warning on every fit with SciPy >= 1.15).
     """
     if C <= 0 or max_iter < 1:
         raise ValueError("C and max_iter must be positive")
+    _check_class_weight(class_weight)
 
     def fit(x: np.ndarray, y: np.ndarray, seed: int) -> Predict:
         yi = np.asarray(y, dtype=np.int64)
@@ -368,7 +396,9 @@ def logreg_fit(*, C: float = 1.0, max_iter: int = 1000, n_classes: int | None = 
         present = np.unique(yi)
         if present.size < 2:
             return _constant(int(present[0]) if present.size else EMPTY_VOTE, k)
-        model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+        model = LogisticRegression(
+            C=C, solver="newton-cg", max_iter=max_iter, class_weight=class_weight, random_state=seed
+        )
         model.fit(np.asarray(x, dtype=np.float64), yi)
         columns = model.classes_.astype(np.int64)
 
