@@ -53,7 +53,7 @@ TASKS: dict[str, dict[str, Any]] = {
     },
     "credit": {
         "body": {"dataset": "cards", "table": "card_customers", "label": "default", "positive": "Yes"},
-        "public_table": "card_customers_public",
+        "public_table": "card_applicants",
         "params": {"nonprivate": {"epochs": 20, "batch_size": 1024, "lr": 0.1, "hidden": []}, "dpsgd": {},
                    "pate": {"teachers": 100, "queries": 400, "hidden": []}},  # fmt: skip
         "metric": "roc_auc",

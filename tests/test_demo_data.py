@@ -224,7 +224,7 @@ def test_catalog_shape(demo: tuple[pathlib.Path, list[dict]]) -> None:
     assert by_name["cards"]["privacy_unit"] == "customer_id"
     assert by_name["candlesticks"]["privacy_unit"] == "window_id"
     assert set(by_name["lending"]["tables"]) == {"loans"}
-    assert set(by_name["cards"]["tables"]) == {"card_customers", "transactions"}
+    assert set(by_name["cards"]["tables"]) == {"card_customers", "transactions", "card_applicants"}
     assert set(by_name["candlesticks"]["tables"]) == {"windows", "windows_public"}
     assert by_name["lending"]["tables"]["loans"]["max_rows_per_unit"] == 1
     assert by_name["cards"]["tables"]["card_customers"]["max_rows_per_unit"] == 1
@@ -238,12 +238,13 @@ def test_catalog_shape(demo: tuple[pathlib.Path, list[dict]]) -> None:
         for name, table in entry["tables"].items():
             keys = {"source", "max_rows_per_unit", "public", "columns"}
             assert set(table) == (keys | {"image"} if entry["name"] == "candlesticks" else keys)
-            assert table["public"] is (name == "windows_public")
+            assert table["public"] is (name in ("windows_public", "card_applicants"))
             assert isinstance(table["max_rows_per_unit"], int) and table["max_rows_per_unit"] >= 1
             source = pathlib.Path(table["source"])
             assert source.is_absolute() and source.is_file()
             assert source.parent == data_dir.resolve() / "demo"
-            assert table["columns"][entry["privacy_unit"]] == {"type": "id"}
+            if not table["public"] or entry["privacy_unit"] in table["columns"]:  # public rows need no unit
+                assert table["columns"][entry["privacy_unit"]] == {"type": "id"}
             for spec in table["columns"].values():
                 assert spec["type"] in TYPES
                 assert set(spec) <= {"type", "lower", "upper", "categories", "nullable"}
@@ -398,3 +399,14 @@ def test_candlesticks_registers_fast_and_answers_private_sql(demo: tuple[pathlib
     assert 1200 < sum(counts.values()) < 1600  # 1,384 windows, plus noise
     mean = gw.query("candlesticks", "SELECT AVG(gaf_0_0_close) AS m FROM windows", epsilon=1)
     assert -1 <= mean.rows[0][0] <= 1
+
+
+def test_card_applicants_are_public_unlabelled_credit_rows(demo: tuple[pathlib.Path, list[dict]]) -> None:
+    """PATE's student inputs for credit models: ISLR::Credit's 400 people on card_customers' features."""
+    _, entries = demo
+    table = {e["name"]: e for e in entries}["cards"]["tables"]["card_applicants"]
+    assert table["public"] is True and "default" not in table["columns"]
+    frame = pd.read_parquet(table["source"])
+    assert len(frame) == 400 and set(frame.columns) == set(table["columns"])
+    assert set(frame["student"]) == {"Yes", "No"}
+    assert frame["income"].between(10_000, 200_000).all() and frame["balance"].between(0, 3_000).all()
