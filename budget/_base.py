@@ -77,7 +77,20 @@ class LedgerBase:
                 chosen[row.dataset] = row
         return [chosen[d] for d in sorted(chosen)]
 
+    @staticmethod
+    def _dataset_name(conn: Connection, dataset: str) -> str:
+        """The spelling under which `dataset` has its budget. Dataset names are case-insensitive (as in
+        the gateway's catalog) and the ledger keeps the first spelling: were ``Bank`` a budget of its own
+        beside ``bank``, re-registering a dataset under another case would start its spending at zero."""
+        t = s.dataset_budgets
+        if conn.execute(sa.select(t.c.dataset).where(t.c.dataset == dataset)).first() is not None:
+            return dataset
+        q = sa.select(t.c.dataset).where(sa.func.lower(t.c.dataset) == dataset.lower()).order_by(t.c.dataset)
+        found = conn.execute(q.limit(1)).scalar()
+        return dataset if found is None else str(found)
+
     def _remaining_in(self, conn: Connection, analyst: str, dataset: str) -> Remaining:
+        dataset = self._dataset_name(conn, dataset)
         org = self._analyst_row(conn, analyst).organisation
         alloc = self._allocation(conn, analyst, org, dataset)
         ds = conn.execute(sa.select(s.dataset_budgets).where(s.dataset_budgets.c.dataset == dataset)).one()

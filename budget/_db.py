@@ -24,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from .errors import InvalidInput
+from .errors import InvalidInput, LedgerUnavailable
 
 __all__ = ["Database"]
 
@@ -77,8 +77,13 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (one consistent snapshot on SQLite's WAL; READ COMMITTED on PostgreSQL)."""
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (DBAPIError, sa.exc.TimeoutError) as exc:
+            if _unreachable(exc):
+                raise LedgerUnavailable() from None
+            raise
 
     def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a write transaction and commit; run it again (whole) where PostgreSQL says a
@@ -88,13 +93,28 @@ class Database:
             try:
                 with self._writer.begin() as conn:
                     return fn(conn)
-            except DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) not in _RETRY_SQLSTATES or attempt == _ATTEMPTS:
+            except (DBAPIError, sa.exc.TimeoutError) as exc:
+                if getattr(getattr(exc, "orig", None), "sqlstate", None) not in _RETRY_SQLSTATES or attempt == _ATTEMPTS:
+                    if _unreachable(exc):
+                        # Not retried: a commit that failed with its connection may have landed. The
+                        # caller's retry (same request id) finds it rather than charging twice.
+                        raise LedgerUnavailable() from None
                     raise
         raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _unreachable(exc: Exception) -> bool:
+    """The database cannot be reached or used right now (a lost or refused connection, a file that cannot
+    be opened, a lock held past the busy timeout, no pooled connection in time) — as opposed to a
+    statement it refused (a CHECK or key violation), which is a bug and stays loud."""
+    if isinstance(exc, sa.exc.TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
 def _sqlite_hooks(engine: Engine) -> None:

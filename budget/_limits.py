@@ -3,17 +3,19 @@
 Setting a limit never touches what was spent: a total cut below the spending leaves nothing remaining
 (and records the spending at the cut, which the schema's CHECK then holds as the ceiling). Setting a
 limit to what it already is changes nothing and is not audited again (datasets are registered anew at
-every start)."""
+every start). Dataset names ignore case: a dataset re-registered as ``BANK`` finds the budget (and the
+spending) of ``bank``."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from . import _schema as s
-from ._base import Amount, LedgerBase, allocation_key, budget_json, check_name, totals, totals_json
+from ._base import Amount, LedgerBase, allocation_key, budget_json, check_name, dumps_object, totals, totals_json
 from .errors import UnknownDataset
 from .units import Units, total_units
 
@@ -31,10 +33,31 @@ class Limits(LedgerBase):
         t = s.dataset_budgets
 
         def tx(conn: Connection) -> dict[str, Any]:
+            name = self._dataset_name(conn, dataset)  # `Bank` re-registered as `BANK` keeps its spending
             row = self._set_limit(
-                conn, t, t.c.dataset == dataset, {"dataset": dataset}, total, actor, "set_dataset_budget", dataset
+                conn, t, t.c.dataset == name, {"dataset": name}, total, actor, "set_dataset_budget", name
             )
             return budget_json(row)
+
+        return self._db.write(tx)
+
+    def record_dataset(self, dataset: str, *, definition: dict[str, Any], actor: str = "system") -> bool:
+        """Audit the registration of `dataset`: its `definition` (metadata and version, a JSON object) is
+        recorded with the one it replaces when it differs from the last recorded (datasets are registered
+        anew at every start; an unchanged one is not audited again). Returns whether it was recorded."""
+        dataset = check_name(dataset, "dataset name")
+        new = json.loads(dumps_object(definition, "definition"))
+        a = s.admin_audit
+
+        def tx(conn: Connection) -> bool:
+            name = self._dataset_name(conn, dataset)
+            q = sa.select(a.c.new_value).where(a.c.action == "register_dataset", a.c.target == name)
+            last = conn.execute(q.order_by(a.c.id.desc()).limit(1)).scalar()
+            old = None if last is None else json.loads(last)
+            if old == new:
+                return False
+            self._audit(conn, actor, "register_dataset", name, old, new)
+            return True
 
         return self._db.write(tx)
 
@@ -60,14 +83,15 @@ class Limits(LedgerBase):
     ) -> dict[str, Any]:
         dataset = check_name(dataset, "dataset name")
         total = total_units(epsilon, delta)
-        target = f"{holder}/{dataset}" if kind == s.ANALYST else f"organisation:{holder}/{dataset}"
-        key = {"holder_kind": kind, "holder": holder, "dataset": dataset}
 
         def tx(conn: Connection) -> dict[str, Any]:
-            known = sa.select(s.dataset_budgets.c.dataset).where(s.dataset_budgets.c.dataset == dataset)
+            name = self._dataset_name(conn, dataset)
+            known = sa.select(s.dataset_budgets.c.dataset).where(s.dataset_budgets.c.dataset == name)
             if conn.execute(known).first() is None:
                 raise UnknownDataset(dataset)
-            where = allocation_key(kind, holder, dataset)
+            target = f"{holder}/{name}" if kind == s.ANALYST else f"organisation:{holder}/{name}"
+            key = {"holder_kind": kind, "holder": holder, "dataset": name}
+            where = allocation_key(kind, holder, name)
             row = self._set_limit(conn, s.allocations, where, key, total, actor, "set_allocation", target)
             return {kind: holder, **budget_json(row)}
 

@@ -15,6 +15,7 @@ __all__ = [
     "BudgetExhausted",
     "InvalidInput",
     "LedgerError",
+    "LedgerUnavailable",
     "NoAllocation",
     "RequestConflict",
     "RequestInProgress",
@@ -212,3 +213,18 @@ class SchemaTooNew(LedgerError, RuntimeError):
         super().__init__(f"ledger schema version {found} is newer than this code knows ({known})")
         self.found = found
         self.known = known
+
+
+class LedgerUnavailable(LedgerError, ConnectionError):
+    """The ledger's database cannot be reached (a lost connection, a refused one, a file that cannot be
+    opened). Whatever asked for it was not released; a retry with the same request id is safe: the
+    charge, if its commit landed before the connection went, is found and not made twice. The driver's
+    message is not kept (it names hosts and files, not the caller's business)."""
+
+    code = "ledger_unavailable"
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the privacy ledger is unavailable; no answer was released. Retry later, with the same request_id"
+        )

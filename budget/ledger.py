@@ -149,8 +149,10 @@ class Ledger(Principals, Limits, Reads):
         detail_text = dumps_object(detail, "detail")
         result_text = None if result is None else dumps_object(result, "result")
         units = charge_units(cost)
+        given = dataset
 
         def tx(conn: Connection) -> Charge:
+            dataset = self._dataset_name(conn, given)  # the budget's own spelling (names ignore case)
             now = self._clock()
             req = None
             if request_id is not None:
@@ -158,7 +160,7 @@ class Ledger(Principals, Limits, Reads):
                     sa.select(s.requests).where(request_key(analyst, request_id)).with_for_update()
                 ).first()
                 if req is not None and req.status == s.COMPLETED:
-                    if req.dataset is not None and req.dataset != dataset:
+                    if req.dataset is not None and req.dataset.lower() != dataset.lower():
                         raise RequestConflict(analyst=analyst, request_id=request_id)
                     return self._replay(conn, req, analyst, dataset, kind)
             org = self._analyst_row(conn, analyst).organisation
@@ -277,9 +279,9 @@ class Ledger(Principals, Limits, Reads):
 
     def reserve(self, analyst: str, request_id: str, body_hash: str | None = None) -> Reservation:
         """Hold `request_id` for a request about to run. If an earlier request completed it, returns
-        that one's stored answer (`completed`); raises RequestConflict if that request had another body,
-        RequestInProgress while another holds it (unless its hold is older than `stale_after`, when it
-        is taken over)."""
+        that one's stored answer (`completed`); raises RequestConflict if that request (finished or still
+        running) had another body, RequestInProgress while another with this body holds it (unless its
+        hold is older than `stale_after`, when it is taken over)."""
         analyst = check_name(analyst, "analyst name")
         request_id = check_name(request_id, "request_id")
 
@@ -306,6 +308,8 @@ class Ledger(Principals, Limits, Reads):
                     analyst, request_id, row.body_hash, completed=True, result=result, entry_id=row.entry_id
                 )
             if now - row.created_at < self.stale_after:
+                if row.body_hash is not None and body_hash is not None and row.body_hash != body_hash:
+                    raise RequestConflict(analyst=analyst, request_id=request_id)  # not worth waiting for
                 raise RequestInProgress(analyst=analyst, request_id=request_id)
             conn.execute(s.requests.update().where(key).values(body_hash=body_hash, created_at=now))
             return Reservation(analyst, request_id, body_hash, completed=False)
