@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from budget.ledger import Ledger
 from gateway.core import Gateway
+from gateway.errors import DpgateError
+from gateway.faults import Faults
 from gateway.problems import install_problem_handlers
 from gateway.service import QueryService
 from gateway.settings import Settings, load_settings
@@ -48,21 +50,39 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("dpgate_http_requests_total", "HTTP requests", ["endpoint", "status"], registry=self.registry)
         self.latency = Histogram("dpgate_http_request_seconds", "HTTP latency", ["endpoint"], registry=self.registry)
-        self.charged = Counter("dpgate_epsilon_charged_total", "ε charged", ["dataset"], registry=self.registry)
+        # /metrics is public: labels are route templates and statuses only, never an analyst, an
+        # organisation, a dataset or an id (those are for administrators, through the ledger)
+        self.charged = Counter("dpgate_epsilon_charged_total", "ε charged by queries", registry=self.registry)
 
 
 def _dataset_store(settings: Settings) -> Path:
     return settings.data_dir / "datasets"
 
 
-def load_registered(gateway: Gateway, ledger: Ledger, settings: Settings) -> None:
-    """Datasets from the config, the demo and earlier `POST /v1/admin/datasets`, with their totals."""
+def load_registered(gateway: Gateway, ledger: Ledger, settings: Settings) -> dict[str, str]:
+    """Datasets from the config, the demo and earlier `POST /v1/admin/datasets`, with their totals.
+
+    A stored dataset whose data can no longer be loaded (its source file gone or corrupt) does not stop
+    the gateway: it is returned (name -> why) and answered with `dataset_unavailable` until an
+    administrator registers it again; its budget and spending stay in the ledger."""
     store = _dataset_store(settings)
+    unavailable: dict[str, str] = {}
     if store.exists():
         for path in sorted(store.glob("*.json")):
-            gateway.register(json.loads(path.read_text()))
+            try:
+                gateway.register(json.loads(path.read_text()))
+            except (DpgateError, ValueError, OSError) as exc:
+                unavailable[path.stem] = str(exc)
+                log.error("dataset_unavailable", dataset=path.stem, error_type=type(exc).__name__)
     for meta in gateway.catalog:
         ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta), actor="config")
+        ledger.record_dataset(meta.name, definition=dataset_definition(gateway, meta), actor="config")
+    return unavailable
+
+
+def dataset_definition(gateway: Gateway, meta: Any) -> dict[str, Any]:
+    """What the audit log records of a dataset's registration: its metadata and its data's version."""
+    return {"version": gateway.version(meta.name), **meta.model_dump(mode="json")}
 
 
 def create_app(
@@ -79,7 +99,7 @@ def create_app(
         AUTH_ERROR_STATUS_CODE=401,
         SECURITY_SCHEMES={"BearerAuth": {"type": "http", "scheme": "bearer"}},
         JSON_SORT_KEYS=False,
-        MAX_CONTENT_LENGTH=1_000_000,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,  # larger bodies: 413 request_too_large
         DOCS_FAVICON=None,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -91,18 +111,24 @@ def create_app(
         ledger.ensure_admin_key(settings.admin_key.get_secret_value())
     if gateway is None:
         gateway = Gateway.from_settings(settings)
-    load_registered(gateway, ledger, settings)
+    gateway.engine.query_timeout_s = settings.query_timeout_s
+    unavailable = load_registered(gateway, ledger, settings)
 
     app.extensions["dpgate"] = {
         "settings": settings,
         "gateway": gateway,
         "ledger": ledger,
-        "queries": QueryService(gateway, ledger),
+        "queries": QueryService(gateway, ledger, faults=Faults(settings.fault), unavailable=unavailable),
         "training": _training_service(settings, gateway, ledger),
         "metrics": Metrics(),
     }
     install_problem_handlers(app)
+    app.wsgi_app = Faults(settings.fault).wsgi(app.wsgi_app)  # type: ignore[method-assign]  # tests only
     _install_request_hooks(app)
+    from gateway.http.limits import install_rate_limits
+
+    app.extensions["dpgate"]["limiter"] = install_rate_limits(app, settings)
+    app.spec_processor(_document)
 
     from gateway.http import admin, analyst, health, training
 
@@ -123,7 +149,16 @@ def _training_service(settings: Settings, gateway: Gateway, ledger: Ledger) -> A
         ledger=ledger,
         datasets=lambda name: gateway.catalog.get(name).model_dump(mode="json"),
         read_table=gateway.engine.read_bounded,
+        max_active_jobs=settings.max_active_jobs_per_analyst,
     )
+
+
+def _document(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as the API answers: response bodies, problem+json errors, the limits' statuses."""
+    from gateway.problems import document_problems
+    from gateway.schemas import document_bodies
+
+    return document_problems(document_bodies(spec))
 
 
 def ext(name: str) -> Any:
@@ -167,9 +202,24 @@ auth = HTTPTokenAuth(scheme="Bearer", security_scheme_name="BearerAuth")
 
 @auth.verify_token
 def _verify(token: str) -> Any:
-    if not token or len(token) > 256:
-        return None
-    analyst = ext("ledger").authenticate(token)
+    return _lookup(token)
+
+
+def current_principal() -> Any:
+    """The enabled analyst whose bearer key this request carries, or None. The rate limiter asks before
+    the view authenticates; the key is looked up (hashed) once per request either way."""
+    sent = auth.get_auth()
+    return _lookup(getattr(sent, "token", None))
+
+
+def _lookup(token: str | None) -> Any:
+    cached = g.get("dpgate_auth")
+    if cached is not None and cached[0] == token:
+        return cached[1]
+    analyst = None
+    if token and len(token) <= 256:
+        analyst = ext("ledger").authenticate(token)
+    g.dpgate_auth = (token, analyst)
     if analyst is not None:
         g.analyst = analyst
     return analyst

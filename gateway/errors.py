@@ -67,3 +67,12 @@ class UnknownColumn(QueryError):
 class UnknownDataset(DpgateError, LookupError):
     code = "unknown_dataset"
     status = 404
+
+
+class DatasetUnavailable(DpgateError, RuntimeError):
+    """A registered dataset whose data cannot be loaded (its source file is missing or unreadable): it is
+    answered with this until an administrator fixes the source and registers it again. Nothing is
+    charged; the other datasets are served as usual."""
+
+    code = "dataset_unavailable"
+    status = 503

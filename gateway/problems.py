@@ -25,11 +25,13 @@ CODES_BY_STATUS = {
     404: "not_found",
     405: "method_not_allowed",
     409: "request_in_progress",
-    413: "invalid_request",
+    413: "request_too_large",
     415: "invalid_request",
     429: "rate_limited",
     500: "internal_error",
+    503: "service_unavailable",
 }
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 def problem(status: int, code: str, detail: str, **extra: Any) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -45,6 +47,8 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> tuple[dict[str
     headers = {"Content-Type": "application/problem+json"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="dpgate"'
+    if status == 503:  # the ledger's database or a dataset's data is away: worth retrying
+        headers["Retry-After"] = "1"
     return body, status, headers
 
 
@@ -75,6 +79,17 @@ def install_problem_handlers(app: APIFlask) -> None:
     for typed in (DpgateError, LedgerError, TrainingError):
         app.register_error_handler(typed, _typed_error)
 
+    from flask_limiter import RateLimitExceeded
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(error: RateLimitExceeded) -> Any:
+        # Retry-After (seconds) is added by the limiter's after-request hook, for this limit
+        if str(error.limit.scope) == "organisation":
+            per = "organisation"
+        else:  # the analyst limit counts a request without a valid key against its address
+            per = "analyst" if g.get("analyst") is not None else "client address"
+        return problem(429, "rate_limited", f"rate limit exceeded: {error.description} per {per}; retry after Retry-After seconds")
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Any:
         if isinstance(error, HTTPError):
@@ -90,3 +105,62 @@ def install_problem_handlers(app: APIFlask) -> None:
 
 def _extra(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k not in ("code", "detail")}
+
+
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details with dpgate's stable `code`. Some problems add members: "
+    "`errors` (invalid bodies), `level` (budget refusals), `construct`, `line` and `col` (refused SQL).",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "instance": {"type": ["string", "null"]},
+    },
+    "additionalProperties": True,
+}
+_EXTRA_ERRORS = {
+    413: "the request body is larger than max_request_bytes (request_too_large)",
+    429: "over a rate limit (rate_limited); see Retry-After",
+    500: "unexpected error (internal_error): quote the request id in `instance`",
+}
+_UNLIMITED_PREFIXES = ("/healthz", "/metrics", "/openapi.json", "/docs")
+
+
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make the spec say what the API does on errors: every 4xx/5xx is problem+json (not the framework's
+    default error body), and every operation documents 413 (with a body), 429 (rate limited, with
+    Retry-After), 403 (with a role) and 500."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = _PROBLEM_SCHEMA
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path, item in spec.get("paths", {}).items():
+        for method, op in item.items():
+            if method not in ("get", "put", "post", "delete", "patch") or not isinstance(op, dict):
+                continue
+            responses = op.setdefault("responses", {})
+            extra = dict(_EXTRA_ERRORS)
+            if "requestBody" not in op:
+                extra.pop(413)
+            if path.startswith(_UNLIMITED_PREFIXES):
+                extra.pop(429)
+            if op.get("security"):
+                extra[403] = "your role, or your allocations, do not allow this (forbidden)"
+                # every authenticated call reads the ledger; a query also a dataset's data
+                extra[503] = "the ledger's database (ledger_unavailable) or a dataset's data (dataset_unavailable) is unavailable; retry"
+            for status, description in extra.items():
+                responses.setdefault(str(status), {"description": description})
+            if "429" in responses:
+                responses["429"]["headers"] = {
+                    "Retry-After": {"description": "seconds until the limit resets", "schema": {"type": "integer"}}
+                }
+            for status, response in responses.items():
+                if status[:1] in ("4", "5"):
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": ref}}
+    for name in ("HTTPError", "ValidationError"):  # the framework's error bodies, unused now
+        if name in schemas and name not in str(spec.get("paths")):
+            del schemas[name]
+    return spec

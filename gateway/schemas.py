@@ -105,3 +105,182 @@ class AuditIn(_In):
 
 class PredictIn(_In):
     rows: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+# Response bodies the handlers build as dicts: documented in the spec (schemathesis checks answers against
+# them), never used to serialise. Members a shape may grow are allowed (pydantic's JSON schema does not
+# close objects); the members listed without a default are required.
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class DatasetOut(BaseModel):
+    """A dataset's public metadata: everything declared except where its tables live."""
+
+    name: str
+    privacy_unit: str | None
+    budget: PrivacyOut
+    tables: dict[str, dict[str, Any]]
+    row_level: bool
+
+
+class DatasetsOut(BaseModel):
+    datasets: list[DatasetOut]
+
+
+class Spending(BaseModel):
+    epsilon_total: float
+    epsilon_spent: float
+    delta_total: float
+    delta_spent: float
+
+
+class BudgetLineOut(Spending):
+    dataset: str
+    dataset_level: Spending
+
+
+class BudgetsOut(BaseModel):
+    budgets: list[BudgetLineOut]
+
+
+class AnalystOut(BaseModel):
+    name: str
+    role: Literal["analyst", "admin"]
+    organisation: str | None
+    key_id: str
+    key: str = Field(description="the API key, shown this once; only its hash is stored")
+
+
+class DatasetRegisteredOut(BaseModel):
+    name: str
+    version: str
+    tables: list[str]
+
+
+class AllocationOut(BaseModel):
+    analyst: str
+    dataset: str
+    epsilon: float
+    delta: float
+    remaining: RemainingOut
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    at: str
+    analyst: str
+    dataset: str
+    request_id: str | None
+    kind: str
+    epsilon: float
+    delta: float
+    sql: str | None = None
+    job_id: str | None = None
+    mechanisms: list[str] | None = None
+    organisation: str | None = None
+
+
+class LedgerOut(BaseModel):
+    entries: list[LedgerEntryOut]
+
+
+class JobAcceptedOut(BaseModel):
+    job_id: str
+    cost: PrivacyOut | None
+    status: str
+
+
+class JobStatusOut(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=1)
+    cost: PrivacyOut | None
+    metrics: dict[str, Any] | None
+    model_id: str | None
+    method: str
+    dataset: str
+    table: str
+    error: str | None = None
+    analyst: str | None = Field(default=None, description="administrators only")
+    exact_metrics: dict[str, Any] | None = Field(default=None, description="administrators only")
+
+
+class ModelCardOut(BaseModel):
+    model_id: str
+    job_id: str
+    method: str
+    dataset: str
+    table: str
+
+
+class PredictionOut(BaseModel):
+    label: str | int | float | bool | None
+    probability: float = Field(ge=0, le=1)
+    probabilities: dict[str, float] | None = None
+
+
+class PredictOut(BaseModel):
+    predictions: list[PredictionOut]
+
+
+class AuditOut(BaseModel):
+    model_id: str
+    attacks: dict[str, Any]
+    ceiling: dict[str, Any]
+    plots: list[Any]
+    plot_urls: dict[str, str]
+
+
+_DOCUMENTED: dict[str, type[BaseModel]] = {}
+
+
+def _ref(path: str, method: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+# OpenAPI links: which answer gives the id another operation takes (clients and stateful tests follow them)
+_LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("/v1/training-jobs", "post", "202"): {
+        "JobStatus": {"operationRef": _ref("/v1/training-jobs/{job_id}", "get"), "parameters": {"job_id": "$response.body#/job_id"}},
+        "CancelJob": {"operationRef": _ref("/v1/training-jobs/{job_id}/cancel", "post"), "parameters": {"job_id": "$response.body#/job_id"}},
+    },
+    ("/v1/training-jobs/{job_id}", "get", "200"): {
+        "ModelCard": {"operationRef": _ref("/v1/models/{model_id}", "get"), "parameters": {"model_id": "$response.body#/model_id"}},
+        "Predict": {"operationRef": _ref("/v1/models/{model_id}/predict", "post"), "parameters": {"model_id": "$response.body#/model_id"}},
+        "Audit": {"operationRef": _ref("/v1/admin/models/{model_id}/audit", "post"), "parameters": {"model_id": "$response.body#/model_id"}},
+    },
+    ("/v1/models/{model_id}", "get", "200"): {
+        "Predict": {"operationRef": _ref("/v1/models/{model_id}/predict", "post"), "parameters": {"model_id": "$response.body#/model_id"}},
+    },
+}
+
+
+def documented(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """A response for `@bp.doc(responses=...)` whose JSON body has `model`'s shape (in the spec only)."""
+    _DOCUMENTED[model.__name__] = model
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+
+
+def document_bodies(spec: dict[str, Any]) -> dict[str, Any]:
+    """Add the schemas `documented` refers to (and those they nest) to the spec's components, the links
+    between operations, and say that a request body is required where an operation has one (every
+    handler refuses a missing body)."""
+    paths = spec.get("paths", {})
+    for item in paths.values():
+        for op in item.values():
+            if isinstance(op, dict) and "requestBody" in op:
+                op["requestBody"]["required"] = True
+    for (path, method, status), links in _LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is not None:
+            response["links"] = links
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in _DOCUMENTED.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for nested, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(nested, definition)
+        schemas[name] = schema
+    return spec

@@ -2,7 +2,8 @@
 
 The order of a query, and why:
 1. reserve the request id (a retry of a finished request gets its stored answer; a retry while the
-   first still runs gets `request_in_progress`);
+   first still runs waits for it and gets its answer, or `request_in_progress` after `duplicate_wait`;
+   the same id with another body is a conflict at once);
 2. plan: a refusal costs nothing and has touched no data;
 3. the free-repeat store: the same dataset version, normalised SQL, ε and δ get the released answer
    again at no cost (re-releasing a released value leaks nothing new);
@@ -11,19 +12,24 @@ The order of a query, and why:
 6. charge it: one ledger transaction checks both budget levels, appends the entry and stores the
    answer. Only then does the answer leave. A crash before 6 releases nothing and charges nothing; a
    crash after 6 loses the answer, not the charge, and a retry with the request id gets the answer.
+   (`gateway.faults` kills the process at these steps; tests/reliability checks what each leaves.)
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from budget.errors import BudgetExhausted
+from budget.errors import BudgetExhausted, RequestInProgress
 from budget.ledger import Ledger
+from budget.records import Reservation
 from gateway.core import Gateway, privacy_parameters
-from gateway.errors import DpgateError
+from gateway.errors import DatasetUnavailable, DpgateError
+from gateway.faults import NO_FAULTS, Faults
 from gateway.sql.release import Mechanisms, release
 from mechanisms.cost import Cost
 
@@ -51,15 +57,35 @@ def _zero() -> dict[str, float]:
 
 
 class QueryService:
-    def __init__(self, gateway: Gateway, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        ledger: Ledger,
+        *,
+        faults: Faults = NO_FAULTS,
+        unavailable: dict[str, str] | None = None,
+        duplicate_wait: float = 10.0,
+    ) -> None:
         self.gateway = gateway
         self.ledger = ledger
+        self.faults = faults  # kill -9 hooks for the reliability tests; no-ops unless armed at start
+        # registered datasets whose data could not be loaded at start (lower-cased name -> why)
+        self.unavailable = {k.lower(): v for k, v in (unavailable or {}).items()}
+        # how long a request waits for another one running under its request id (then 409)
+        self.duplicate_wait = duplicate_wait
+        # reservations that a failed request could not drop (the ledger was away): dropped later
+        self._unreleased: set[tuple[str, str]] = set()
+        self._unreleased_lock = threading.Lock()
 
     def _check_access(self, analyst: str, dataset: str) -> str:
+        """The dataset's name as the ledger spells it, or why the analyst may not query it."""
+        if dataset.lower() in self.unavailable:
+            raise DatasetUnavailable(f"dataset {dataset!r} is registered but its data cannot be loaded", dataset=dataset)
         meta = self.gateway.catalog.get(dataset)  # unknown_dataset
-        if meta.name not in self.ledger.allocations_of(analyst):
+        allowed = {name.lower(): name for name in self.ledger.allocations_of(analyst)}
+        if meta.name.lower() not in allowed:
             raise Forbidden(f"you have no budget allocation on dataset {meta.name!r}")
-        return meta.name
+        return allowed[meta.name.lower()]
 
     def cache_key(self, dataset: str, normalized_sql: str, epsilon: Any, delta: Any) -> str:
         eps, dlt = privacy_parameters(epsilon, delta)
@@ -79,16 +105,50 @@ class QueryService:
         dataset = self._check_access(analyst, req.dataset)
         request_id = req.request_id
         if request_id is not None:
-            held = self.ledger.reserve(analyst, request_id, req.body_hash())
+            held = self._reserve(analyst, request_id, req.body_hash())
             if held.completed and held.result is not None:
                 return {**held.result, "remaining": self.ledger.remaining(analyst, dataset), "cached": True}
         try:
             answer = self._answer(analyst, dataset, req, request_id)
         except BaseException:
             if request_id is not None:
-                self.ledger.release_reservation(analyst, request_id)
+                self._release(analyst, request_id)
             raise
         return answer
+
+    def _reserve(self, analyst: str, request_id: str, body_hash: str) -> Reservation:
+        """Hold the request id. While another request with this id and body runs, wait for it (up to
+        `duplicate_wait`) and take its answer: concurrent retries get one answer, charged once. If that
+        request fails instead, the first waiter to find the id free runs it anew."""
+        key = (analyst, request_id)
+        with self._unreleased_lock:
+            pending = key in self._unreleased
+        if pending:
+            self.ledger.release_reservation(analyst, request_id)  # raises again while the ledger is away
+            with self._unreleased_lock:
+                self._unreleased.discard(key)
+        deadline = time.monotonic() + self.duplicate_wait
+        pause = 0.01
+        while True:
+            try:
+                return self.ledger.reserve(analyst, request_id, body_hash)
+            except RequestInProgress:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(pause, left))
+                pause = min(2 * pause, 0.2)
+
+    def _release(self, analyst: str, request_id: str) -> None:
+        """Drop the hold of a request that failed before its charge. Where the ledger itself is away,
+        remember it and drop it when this request id comes back, so that the retry is not refused as
+        in progress until the hold goes stale. (A charge whose commit landed is completed, not held:
+        never dropped.)"""
+        try:
+            self.ledger.release_reservation(analyst, request_id)
+        except Exception:
+            with self._unreleased_lock:
+                self._unreleased.add((analyst, request_id))
 
     def _answer(self, analyst: str, dataset: str, req: QueryRequest, request_id: str | None) -> dict[str, Any]:
         plan = self.gateway.plan(dataset, req.sql, epsilon=req.epsilon, delta=req.delta)
@@ -103,7 +163,8 @@ class QueryService:
         cost: Cost = plan.cost
         self._precheck(analyst, dataset, cost)  # a request the budget cannot cover touches no data
         mechanisms = Mechanisms(plan)
-        answer = release(plan, self.gateway.engine, mechanisms)
+        answer = release(plan, self.faults.engine(self.gateway.engine), mechanisms)
+        self.faults.point("after_noise")
         result = {
             "request_id": out_id,
             "columns": answer.columns,
@@ -124,6 +185,7 @@ class QueryService:
             cache_key=key,
             body_hash=req.body_hash() if request_id is not None else None,
         )
+        self.faults.point("after_charge")
         return {**result, "remaining": charge.remaining.to_json(), "cached": False}
 
     def _precheck(self, analyst: str, dataset: str, cost: Cost) -> None:

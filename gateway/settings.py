@@ -5,7 +5,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
@@ -32,6 +32,27 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     threads: int = Field(default=8, ge=1, le=256)
     log_level: str = "info"
+    # FOR TESTS ONLY (DPGATE_FAULT): kill -9 this process at the named step of a query, to prove that
+    # a crash anywhere never releases an uncharged answer (gateway/faults.py, tests/reliability).
+    fault: Literal["after_engine", "after_noise", "after_charge", "during_response"] | None = None
+    # Request limits (see config.toml). A refused or limited request is charged nothing.
+    rate_limit_per_analyst: str = "600/minute"  # per API key; unauthenticated requests: per address
+    rate_limit_per_organisation: str = "3000/minute"  # all analysts of one organisation together
+    rate_limit_storage: str = "memory://"  # or redis://host:6379 (needs the `redis` package)
+    max_request_bytes: int = Field(default=1_000_000, ge=1_024, le=1_000_000_000)
+    query_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
+    max_active_jobs_per_analyst: int = Field(default=2, ge=1, le=1_000)
+
+    @field_validator("rate_limit_per_analyst", "rate_limit_per_organisation")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        """A limits string ("60/minute", "10/second;1000/hour"), checked at start, not per request;
+        an empty string means no limit."""
+        from limits import parse_many
+
+        if value.strip():
+            parse_many(value)  # ValueError names the string
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -145,12 +145,19 @@ def run_pate(
             raise AssertionError("the PATE plan costs more than the job was charged")
 
     # rows stay flat (n, d) through PATE; the CNN's fits reshape them to images
-    result = train_pate(
-        x_private=x[train], y_private=y[train], units=units[train], x_public=x_public, n_classes=n_classes,
-        n_teachers=p["teachers"], plan=pate, charge=check_charge,
-        fit_teacher=_teacher_fit(image, n_classes, p), fit_student=_student_fit(image, n_classes, p, holder),
-        key=key.encode(), seed=0, on_progress=on_progress, should_stop=stopped,
-    )  # fmt: skip
+    try:
+        result = train_pate(
+            x_private=x[train], y_private=y[train], units=units[train], x_public=x_public, n_classes=n_classes,
+            n_teachers=p["teachers"], plan=pate, charge=check_charge,
+            fit_teacher=_teacher_fit(image, n_classes, p), fit_student=_student_fit(image, n_classes, p, holder),
+            key=key.encode(), seed=0, on_progress=on_progress, should_stop=stopped,
+        )  # fmt: skip
+    except ValueError as exc:
+        # the student's refusals name counts of noisy labels (post-processing of the release), no private value
+        message = str(exc)
+        if "public rows got a label" in message or "single class" in message:
+            raise InvalidJob(f"PATE: {message} (the charge stands: the labels were released)", field="params") from None
+        raise
     training: dict[str, Any] = {
         "teachers": p["teachers"],
         "aggregator": pate.aggregator,

@@ -20,7 +20,7 @@ import duckdb
 from sqlglot import exp
 
 from gateway.catalog import ColumnType, DatasetMeta, TableMeta
-from gateway.errors import InvalidMetadata
+from gateway.errors import DpgateError, InvalidMetadata
 from gateway.sql.scalar import clamp_sql
 from gateway.sql.source import CLAMPED, ROW_ID, clamped_columns
 
@@ -47,6 +47,13 @@ class EngineError(RuntimeError):
     """The engine failed on SQL the planner generated: a bug, never the caller's fault."""
 
 
+class QueryTimeout(DpgateError, TimeoutError):
+    """An engine query ran past `query_timeout_s` and was interrupted: nothing is released or charged."""
+
+    code = "query_timeout"
+    status = 504
+
+
 class DuckDBEngine:
     dialect = "duckdb"
 
@@ -55,6 +62,7 @@ class DuckDBEngine:
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._seed = seed
+        self.query_timeout_s: float | None = None  # set from the settings by the app
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
@@ -263,11 +271,21 @@ class DuckDBEngine:
         """Run SQL that the planner generated; any failure is an engine bug and says nothing about data."""
         sql = select.sql(dialect=self.dialect)
         cur = self._con.cursor()
+        timer = None
+        if self.query_timeout_s is not None:
+            # interrupt() stops only this cursor's query; the engine and other queries carry on
+            timer = threading.Timer(self.query_timeout_s, _interrupt, (cur,))
+            timer.daemon = True
+            timer.start()
         try:
             return cur.execute(sql).fetchall()
+        except duckdb.InterruptException:
+            raise QueryTimeout(f"the query ran longer than {self.query_timeout_s:g} s and was stopped") from None
         except duckdb.Error as e:
             raise EngineError(type(e).__name__) from None
         finally:
+            if timer is not None:
+                timer.cancel()
             cur.close()
 
     def read_bounded(self, dataset: str, table: str, columns: list[str]) -> Any:
@@ -289,6 +307,13 @@ class DuckDBEngine:
             self._con.register("_dpgate_frame", frame)
             self._con.execute(f"CREATE OR REPLACE TABLE {_q(name)} AS SELECT * FROM _dpgate_frame")
             self._con.unregister("_dpgate_frame")
+
+
+def _interrupt(cur: duckdb.DuckDBPyConnection) -> None:
+    try:
+        cur.interrupt()
+    except duckdb.Error:  # the query ended and its cursor closed meanwhile
+        pass
 
 
 def _is_file(src: str) -> bool:

@@ -8,9 +8,18 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import g
 
-from gateway.app import _dataset_store, auth, ext
+from gateway.app import _dataset_store, auth, dataset_definition, ext
 from gateway.catalog import DatasetMeta
-from gateway.schemas import AnalystIn, BudgetIn, LedgerQuery
+from gateway.schemas import (
+    AllocationOut,
+    AnalystIn,
+    AnalystOut,
+    BudgetIn,
+    DatasetRegisteredOut,
+    LedgerOut,
+    LedgerQuery,
+    documented,
+)
 
 bp = APIBlueprint("admin", __name__, tag="admin", url_prefix="/v1/admin")
 ADMIN = ["admin"]
@@ -19,7 +28,9 @@ ADMIN = ["admin"]
 @bp.post("/analysts")
 @bp.auth_required(auth, roles=ADMIN)
 @bp.input(AnalystIn, arg_name="body")
-@bp.doc(summary="Create an analyst; its key is shown once", responses={403: "not an administrator"})
+@bp.doc(summary="Create an analyst; its key is shown once",
+        responses={201: documented(AnalystOut, "created; the key is shown this once"), 400: "invalid, or the analyst exists",
+                   403: "not an administrator"})  # fmt: skip
 def create_analyst(body: AnalystIn) -> tuple[dict[str, Any], int]:
     analyst, key = ext("ledger").create_analyst(body.name, role=body.role, organisation=body.organisation, actor=g.analyst.name)
     return {**analyst.to_json(), "key": key}, 201
@@ -28,11 +39,14 @@ def create_analyst(body: AnalystIn) -> tuple[dict[str, Any], int]:
 @bp.post("/datasets")
 @bp.auth_required(auth, roles=ADMIN)
 @bp.input(DatasetMeta, arg_name="body")
-@bp.doc(summary="Register a dataset: source, privacy unit, bounds, budget", responses={400: "invalid metadata"})
+@bp.doc(summary="Register a dataset: source, privacy unit, bounds, budget",
+        responses={201: documented(DatasetRegisteredOut, "registered"), 400: "invalid metadata"})
 def register_dataset(body: DatasetMeta) -> tuple[dict[str, Any], int]:
     gateway, ledger, settings = ext("gateway"), ext("ledger"), ext("settings")
     meta = gateway.register(body)
     ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta), actor=g.analyst.name)
+    ledger.record_dataset(meta.name, definition=dataset_definition(gateway, meta), actor=g.analyst.name)
+    ext("queries").unavailable.pop(meta.name.lower(), None)  # its data loads again
     store = _dataset_store(settings)
     store.mkdir(parents=True, exist_ok=True)
     tmp = store / f".{meta.name.lower()}.json.tmp"
@@ -44,7 +58,8 @@ def register_dataset(body: DatasetMeta) -> tuple[dict[str, Any], int]:
 @bp.put("/budgets")
 @bp.auth_required(auth, roles=ADMIN)
 @bp.input(BudgetIn, arg_name="body")
-@bp.doc(summary="Set an analyst's allocation on a dataset", responses={404: "unknown dataset or analyst"})
+@bp.doc(summary="Set an analyst's allocation on a dataset",
+        responses={200: documented(AllocationOut, "the allocation and what remains"), 404: "unknown dataset or analyst"})
 def set_budget(body: BudgetIn) -> dict[str, Any]:
     gateway, ledger = ext("gateway"), ext("ledger")
     dataset = gateway.catalog.get(body.dataset).name
@@ -56,6 +71,6 @@ def set_budget(body: BudgetIn) -> dict[str, Any]:
 @bp.get("/ledger")
 @bp.auth_required(auth, roles=ADMIN)
 @bp.input(LedgerQuery, location="query", arg_name="params")
-@bp.doc(summary="The audit log of every charge, newest first")
+@bp.doc(summary="The audit log of every charge, newest first", responses={200: documented(LedgerOut, "the entries")})
 def ledger_entries(params: LedgerQuery) -> dict[str, Any]:
     return {"entries": ext("ledger").entries(dataset=params.dataset, analyst=params.analyst, limit=params.limit)}

@@ -8,7 +8,7 @@ from flask import g
 
 from gateway.app import auth, ext
 from gateway.catalog import DatasetMeta
-from gateway.schemas import PreviewOut, QueryIn, QueryOut
+from gateway.schemas import BudgetsOut, DatasetsOut, PreviewOut, QueryIn, QueryOut, documented
 from gateway.service import QueryRequest
 
 bp = APIBlueprint("analyst", __name__, tag="analyst", url_prefix="/v1")
@@ -26,7 +26,8 @@ def public_metadata(meta: DatasetMeta) -> dict[str, Any]:
 
 @bp.get("/datasets")
 @bp.auth_required(auth, roles=ROLES)
-@bp.doc(summary="The datasets you may query, with their public metadata", responses={401: "unauthorized"})
+@bp.doc(summary="The datasets you may query, with their public metadata",
+        responses={200: documented(DatasetsOut, "your datasets"), 401: "unauthorized"})
 def datasets() -> dict[str, Any]:
     gateway, ledger = ext("gateway"), ext("ledger")
     allowed = {n.lower() for n in ledger.allocations_of(g.analyst.name)}
@@ -44,11 +45,12 @@ def _request(body: QueryIn) -> QueryRequest:
 @bp.output(QueryOut)
 @bp.doc(
     summary="Answer an aggregate query with noise; charged before it is released",
-    responses={400: "invalid query", 403: "forbidden or budget exhausted", 404: "unknown dataset", 409: "request in progress"},
+    responses={400: "invalid query", 403: "forbidden or budget exhausted", 404: "unknown dataset", 409: "request in progress",
+               504: "the engine query ran past query_timeout_s and was stopped (query_timeout); nothing charged"},
 )
 def query(body: QueryIn) -> dict[str, Any]:
     result = ext("queries").query(g.analyst.name, _request(body))
-    ext("metrics").charged.labels(body.dataset.lower()).inc(result["cost"]["epsilon"])
+    ext("metrics").charged.inc(result["cost"]["epsilon"])
     return result
 
 
@@ -56,13 +58,15 @@ def query(body: QueryIn) -> dict[str, Any]:
 @bp.auth_required(auth, roles=ROLES)
 @bp.input(QueryIn, arg_name="body")
 @bp.output(PreviewOut)
-@bp.doc(summary="Cost and expected intervals of a query; free, reads no data", responses={400: "invalid query"})
+@bp.doc(summary="Cost and expected intervals of a query; free, reads no data",
+        responses={400: "invalid query", 404: "unknown dataset"})
 def preview(body: QueryIn) -> dict[str, Any]:
     return ext("queries").preview(g.analyst.name, _request(body))
 
 
 @bp.get("/budget")
 @bp.auth_required(auth, roles=ROLES)
-@bp.doc(summary="Your spent and remaining budget per dataset, at both levels")
+@bp.doc(summary="Your spent and remaining budget per dataset, at both levels",
+        responses={200: documented(BudgetsOut, "one line per allocation")})
 def budget() -> dict[str, Any]:
     return {"budgets": ext("ledger").budgets(g.analyst.name)}

@@ -1,0 +1,314 @@
+"""Who may call what: every route of the app × {no key, bad key, owner analyst, other analyst, admin}.
+
+The routes come from `app.url_map`, so a new endpoint fails `test_every_route_is_in_the_matrix` until it is
+given a row here (and its declared roles must agree with that row). Refusals are problem+json with a
+stable code: 401 without a valid key, 403 for the wrong role, and 404 — not 403 — for another analyst's
+job or model, so that an id's existence is never confirmed. Keys are stored only hashed: the ledger's
+database and every file of the data directory are read directly and searched for them.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from budget import keys
+from tests.api.conftest import ADMIN_KEY, Api, make_app
+from tests.api.test_rate_limits import close
+from tests.training.conftest import _IGNORED  # third-party warnings on training threads (see there)
+
+pytestmark = [pytest.mark.filterwarnings(spec) for spec in _IGNORED]
+
+PROBLEM = "application/problem+json"
+# DESIGN.md §4's codes, the ledger's and training's, and the request limits'
+STABLE_CODES = {
+    "invalid_sql", "unsupported_sql", "unknown_table", "unknown_column", "invalid_request", "unauthorized",
+    "forbidden", "budget_exhausted", "unknown_dataset", "not_found", "request_in_progress", "rate_limited",
+    "method_not_allowed", "request_too_large", "query_timeout", "training_quota", "unavailable",
+    "ledger_unavailable", "internal", "internal_error",
+}  # fmt: skip
+PRINCIPALS = ("no_key", "bad_key", "owner", "other", "admin")
+BAD_KEY = "dpg_deadbeef_" + "x" * 43  # well formed, unknown
+QUERY = {"dataset": "bank", "sql": "SELECT COUNT(*) AS n FROM tx", "epsilon": 0.05}
+LOGREG = {"dataset": "bank", "table": "cust", "label": "segment", "positive": "private", "method": "logreg", "epsilon": 0.5}
+
+
+@dataclass(frozen=True)
+class Route:
+    access: str  # "public", "analyst" or "admin"
+    ok: int = 200  # the status of an allowed call
+    body: Callable[[World], Any] | None = None
+    owned: bool = False  # names the owner's job or model: another analyst gets 404
+
+
+@dataclass
+class World:
+    api: Api
+    data_dir: Path
+    headers: dict[str, dict[str, str]]
+    keys: dict[str, str]
+    job_id: str
+    model_id: str
+    csv: Path
+    counter: list[int]
+
+    def fresh(self, prefix: str) -> str:
+        self.counter[0] += 1
+        return f"{prefix}{self.counter[0]}"
+
+
+ROUTES: dict[str, Route] = {
+    "static": Route("public", ok=404),
+    "openapi.spec": Route("public"),
+    "openapi.docs": Route("public"),
+    "openapi.swagger_ui_oauth_redirect": Route("public"),
+    "health.healthz": Route("public"),
+    "health.metrics": Route("public"),
+    "analyst.datasets": Route("analyst"),
+    "analyst.query": Route("analyst", body=lambda w: QUERY),
+    "analyst.preview": Route("analyst", body=lambda w: QUERY),
+    "analyst.budget": Route("analyst"),
+    "admin.create_analyst": Route("admin", ok=201, body=lambda w: {"name": w.fresh("new")}),
+    "admin.register_dataset": Route("admin", ok=201, body=lambda w: _dataset(w.csv)),
+    "admin.set_budget": Route("admin", body=lambda w: {"analyst": "bob", "dataset": "bank", "epsilon": 5}),
+    "admin.ledger_entries": Route("admin"),
+    "training.start_job": Route("analyst", ok=202, body=lambda w: LOGREG),
+    "training.job_status": Route("analyst", owned=True),
+    "training.cancel_job": Route("analyst", owned=True),
+    "training.model_card": Route("analyst", owned=True),
+    "training.predict": Route("analyst", owned=True, body=lambda w: {"rows": [{"age": 30}]}),
+    "training.audit_model": Route("admin", body=lambda w: {"n_reference": 0}),
+    "training.audit_plot": Route("admin"),
+}
+
+
+def _dataset(csv: Path) -> dict[str, Any]:
+    return {
+        "name": "mini", "privacy_unit": "uid", "budget": {"epsilon": 3, "delta": 0},
+        "tables": {"l": {"source": str(csv), "max_rows_per_unit": 2, "columns": {
+            "uid": {"type": "id"}, "amt": {"type": "float", "lower": 0, "upper": 100}}}},
+    }  # fmt: skip
+
+
+def _new_analyst(api: Api, name: str, organisation: str | None) -> str:
+    r = api.client.post("/v1/admin/analysts", json={"name": name, "organisation": organisation}, headers=api.admin)
+    assert r.status_code == 201, r.json
+    r2 = api.client.put("/v1/admin/budgets", json={"analyst": name, "dataset": "bank", "epsilon": 5, "delta": 1e-6}, headers=api.admin)
+    assert r2.status_code == 200, r2.json
+    return r.json["key"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    data_dir = tmp_path_factory.mktemp("matrix")
+    api = Api(make_app(data_dir))
+    ann = _new_analyst(api, "ann", "acme")
+    bob = _new_analyst(api, "bob", None)
+    r = api.client.put("/v1/admin/budgets", json={"analyst": "admin", "dataset": "bank", "epsilon": 5}, headers=api.admin)
+    assert r.status_code == 200, r.json
+    bearer = {name: {"Authorization": f"Bearer {key}"} for name, key in (("ann", ann), ("bob", bob))}
+    r = api.client.post("/v1/training-jobs", json=LOGREG, headers=bearer["ann"])
+    assert r.status_code == 202, r.json
+    job_id = r.json["job_id"]
+    api.app.extensions["dpgate"]["training"].wait(job_id, timeout=120)
+    model_id = api.client.get(f"/v1/training-jobs/{job_id}", headers=bearer["ann"]).json["model_id"]
+    assert model_id
+    r = api.client.post(f"/v1/admin/models/{model_id}/audit", json={"n_reference": 0}, headers=api.admin)
+    assert r.status_code == 200, r.json  # so that the audit plots exist
+    csv = data_dir / "mini.csv"
+    pd.DataFrame({"uid": [1, 2, 3], "amt": [1.0, 2.0, 3.0]}).to_csv(csv, index=False)
+    headers = {
+        "no_key": {},
+        "bad_key": {"Authorization": f"Bearer {BAD_KEY}"},
+        "owner": bearer["ann"],
+        "other": bearer["bob"],
+        "admin": api.admin,
+    }
+    yield World(api, data_dir, headers, {"ann": ann, "bob": bob, "admin": ADMIN_KEY}, job_id, model_id, csv, [0])
+    close(api)
+
+
+def _url(world: World, endpoint: str) -> tuple[str, str]:
+    [rule] = [r for r in world.api.app.url_map.iter_rules() if r.endpoint == endpoint]
+    values = {"job_id": world.job_id, "model_id": world.model_id, "name": "roc", "filename": "nothing.txt"}
+    adapter = world.api.app.url_map.bind("localhost")
+    methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
+    assert len(methods) == 1, (endpoint, methods)
+    return methods[0], adapter.build(endpoint, {a: values[a] for a in rule.arguments})
+
+
+def assert_problem(r: Any, status: int, code: str | None = None) -> None:
+    """An error answer: problem+json with a stable code, and a status that matches its body."""
+    assert r.status_code == status, (r.status_code, r.get_data(as_text=True)[:500])
+    assert r.headers["Content-Type"] == PROBLEM, r.headers["Content-Type"]
+    body = r.get_json(force=True)
+    assert body["status"] == status and body["code"] in STABLE_CODES, body
+    assert body["type"] == f"urn:dpgate:problem:{body['code']}" and body["title"] and body["detail"]
+    if code is not None:
+        assert body["code"] == code, body
+    if status == 401:
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def call(world: World, endpoint: str, principal: str) -> Any:
+    route = ROUTES[endpoint]
+    method, url = _url(world, endpoint)
+    body = route.body(world) if route.body is not None else None
+    r = world.api.client.open(url, method=method, json=body, headers=world.headers[principal])
+    r.get_data()
+    r.close()  # a streamed file (the audit plots) would otherwise stay open
+    return r
+
+
+def expected(route: Route, principal: str) -> tuple[int, str | None]:
+    if route.access == "public":
+        return route.ok, None
+    if principal in ("no_key", "bad_key"):
+        return 401, "unauthorized"
+    if route.access == "admin" and principal != "admin":
+        return 403, "forbidden"
+    if route.owned and principal == "other":
+        return 404, "not_found"
+    return route.ok, None
+
+
+def test_every_route_is_in_the_matrix(world: World) -> None:
+    """A new endpoint must be placed in the matrix (and so be tested for every kind of caller)."""
+    endpoints = {rule.endpoint for rule in world.api.app.url_map.iter_rules()}
+    assert endpoints == set(ROUTES), f"unclassified: {endpoints - set(ROUTES)}; gone: {set(ROUTES) - endpoints}"
+
+
+def test_declared_roles_agree_with_the_matrix(world: World) -> None:
+    for endpoint, view in world.api.app.view_functions.items():
+        spec = getattr(view, "_spec", {})
+        roles = spec.get("roles") if spec.get("auth") is not None else None
+        access = ROUTES[endpoint].access
+        if access == "public":
+            assert roles is None, endpoint
+        elif access == "admin":
+            assert roles == ["admin"], (endpoint, roles)
+        else:
+            assert roles is not None and "analyst" in roles and "admin" in roles, (endpoint, roles)
+
+
+def test_no_key_and_bad_keys_are_refused_on_every_non_public_route(world: World) -> None:
+    """Straight from the url_map, whatever the matrix says: only the public routes answer without a key."""
+    public = {e for e, r in ROUTES.items() if r.access == "public"}
+    bad = [{}, {"Authorization": f"Bearer {BAD_KEY}"}, {"Authorization": "Bearer "}, {"Authorization": "Basic YWRtaW46eA=="},
+           {"Authorization": f"Bearer {ADMIN_KEY}x"}, {"Authorization": f"Bearer {'k' * 300}"}, {"Authorization": ADMIN_KEY}]  # fmt: skip
+    for rule in world.api.app.url_map.iter_rules():
+        if rule.endpoint in public:
+            continue
+        url = rule.rule.replace("<", "").replace(">", "")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for headers in bad:
+                r = world.api.client.open(url, method=method, json={}, headers=headers)
+                assert_problem(r, 401, "unauthorized")
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+@pytest.mark.parametrize("endpoint", list(ROUTES))
+def test_matrix(world: World, endpoint: str, principal: str) -> None:
+    status, code = expected(ROUTES[endpoint], principal)
+    r = call(world, endpoint, principal)
+    if status >= 400:
+        assert_problem(r, status, code)
+    else:
+        assert r.status_code == status, (endpoint, principal, r.status_code, r.get_data(as_text=True)[:500])
+
+
+def test_foreign_ids_read_exactly_like_missing_ones(world: World) -> None:
+    """Bob cannot tell Ann's job or model from an id that does not exist: same status, code and detail."""
+    client, bob = world.api.client, world.headers["other"]
+    pairs = [
+        ("get", f"/v1/training-jobs/{world.job_id}", "/v1/training-jobs/0123456789abcdef0123456789abcdef", None),
+        ("post", f"/v1/training-jobs/{world.job_id}/cancel", "/v1/training-jobs/0123456789abcdef0123456789abcdef/cancel", None),
+        ("get", f"/v1/models/{world.model_id}", "/v1/models/0123456789abcdef0123456789abcdef", None),
+        ("post", f"/v1/models/{world.model_id}/predict", "/v1/models/0123456789abcdef0123456789abcdef/predict", {"rows": [{"age": 1}]}),
+    ]
+    for method, foreign, missing, body in pairs:
+        a = client.open(foreign, method=method.upper(), json=body, headers=bob)
+        b = client.open(missing, method=method.upper(), json=body, headers=bob)
+        assert_problem(a, 404, "not_found")
+        assert_problem(b, 404, "not_found")
+        strip = lambda j: {k: v for k, v in j.items() if k != "instance"}  # noqa: E731
+        assert strip(a.json) == strip(b.json), (foreign, a.json, b.json)
+    # and the owner's job is untouched by the other's cancel attempt
+    assert client.get(f"/v1/training-jobs/{world.job_id}", headers=world.headers["owner"]).json["status"] == "succeeded"
+
+
+def test_admin_reads_every_analysts_resources(world: World) -> None:
+    status = world.api.client.get(f"/v1/training-jobs/{world.job_id}", headers=world.api.admin).json
+    assert status["analyst"] == "ann" and status["model_id"] == world.model_id
+    card = world.api.client.get(f"/v1/models/{world.model_id}", headers=world.api.admin)
+    assert card.status_code == 200 and card.json["model_id"] == world.model_id
+
+
+def test_request_ids_are_scoped_to_their_analyst(world: World) -> None:
+    """A stored answer is found by (analyst, request_id): Bob's retry with Ann's id is a request of his own."""
+    client = world.api.client
+    ann = client.post("/v1/queries", json={**QUERY, "sql": "SELECT SUM(amount) FROM tx", "request_id": "scoped-1"}, headers=world.headers["owner"])
+    assert ann.status_code == 200, ann.json
+    bob = client.post("/v1/queries", json={**QUERY, "sql": "SELECT SUM(amount) FROM tx WHERE flag", "request_id": "scoped-1"}, headers=world.headers["other"])
+    assert bob.status_code == 200 and bob.json["cached"] is False and bob.json["cost"]["epsilon"] > 0, bob.json
+    assert bob.json["columns"] != ann.json["columns"] or bob.json["rows"] != ann.json["rows"]
+
+
+def test_unknown_paths_and_methods_are_problems(world: World) -> None:
+    client = world.api.client
+    for headers in (world.headers["no_key"], world.headers["owner"]):
+        assert_problem(client.get("/v1/nothing-here", headers=headers), 404, "not_found")
+        r = client.delete("/v1/budget", headers=headers)
+        assert_problem(r, 405, "method_not_allowed")
+        assert "GET" in r.headers["Allow"]
+
+
+def _all_values(db: Path) -> list[tuple[str, str, Any]]:
+    con = sqlite3.connect(db)
+    try:
+        tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        out = []
+        for table in tables:
+            cur = con.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cur.description]
+            for row in cur.fetchall():
+                out.extend((table, name, value) for name, value in zip(names, row, strict=True))
+        return out
+    finally:
+        con.close()
+
+
+def test_keys_are_only_hashes_in_the_database(world: World) -> None:
+    db = world.data_dir / "ledger.db"
+    values = _all_values(db)
+    tables = {t for t, _, _ in values}
+    assert {"analysts", "training_jobs"} <= tables, tables  # the right database, with the jobs beside the ledger
+    secrets = {name: (key, key.rsplit("_", 1)[-1]) for name, key in world.keys.items()}
+    for table, column, value in values:
+        text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        for name, (key, secret) in secrets.items():
+            assert key not in text and secret not in text, f"{name}'s key in {table}.{column}"
+    stored = {str(v) for t, c, v in values if (t, c) == ("analysts", "key_hash")}
+    assert {keys.key_hash(k) for k in world.keys.values()} <= stored
+    # nor anywhere else in the data directory (the SQLite WAL, the models, the registered datasets)
+    for path in world.data_dir.rglob("*"):
+        if path.is_file():
+            raw = path.read_bytes()
+            for name, (key, secret) in secrets.items():
+                assert key.encode() not in raw and secret.encode() not in raw, f"{name}'s key in {path}"
+
+
+def test_metrics_are_public_and_name_nobody(world: World) -> None:
+    """/metrics needs no key, so its labels are route templates and statuses only: no analyst, organisation,
+    dataset, job or model, and no key."""
+    r = world.api.client.get("/metrics")
+    assert r.status_code == 200
+    text = r.get_data(as_text=True)
+    assert "dpgate_http_requests_total" in text and "dpgate_epsilon_charged_total" in text
+    for secret in ("ann", "bob", "acme", "bank", "mini", world.job_id, world.model_id, *world.keys.values()):
+        assert secret not in text, secret
