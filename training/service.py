@@ -456,6 +456,14 @@ class TrainingService:
                     )  # fmt: skip
         except ValueError as exc:
             raise InvalidJob(f"no PATE plan fits this epsilon: {exc}", field="epsilon") from None
+        from .pate.teachers import MIN_LABELLED
+
+        if plan.answers < MIN_LABELLED:
+            raise InvalidJob(
+                f"at this epsilon only {plan.answers} public rows can be labelled (sigma {plan.sigma:.4g}); the student "
+                f"needs at least {MIN_LABELLED}. Raise epsilon or lower sigma",
+                field="epsilon",
+            )
         if plan.sigma > p["teachers"]:  # the noise would outweigh every teacher voting together
             raise InvalidJob(
                 f"at this epsilon the vote noise (sigma {plan.sigma:.4g}) exceeds the number of teachers "

@@ -48,7 +48,8 @@ def test_pate_queries_are_capped_by_the_public_table_and_bad_jobs_cost_nothing(e
         ({**PATE, "public_table": "card_customers"}, "public_table"),  # private, not public
         ({**PATE, "public_table": "nope"}, "public_table"),
         ({**PATE, "delta": 0}, "delta"),
-        ({**PATE, "epsilon": 1e-6}, "epsilon"),  # no plan fits
+        ({**PATE, "epsilon": 1e-6}, "epsilon"),  # the noise would drown the votes
+        ({**PATE, "epsilon": 0.5, "params": {"sigma": 10.0}}, "epsilon"),  # too few labels for a student
         ({**PATE, "positive": None, "task": None, "dataset": "cards", "table": "card_customers", "label": "default"}, "positive"),
     ):
         body = {k: v for k, v in body.items() if v is not None}
