@@ -13,6 +13,9 @@ from gateway.sql.release import Accuracy, Answer, expected_accuracy, release
 from mechanisms.cost import Cost, to_fraction
 
 MAX_EPSILON = Fraction(100)
+# The ledger counts ε in units of 1e-12 (budget.units); below that, a count's noise scale is so large
+# that OpenDP's discrete Laplace sampler runs for minutes (ε = 1e-22: 3 s; 1e-25: never returns).
+MIN_EPSILON = Fraction(1, 10**12)
 
 
 def privacy_parameters(epsilon: Any, delta: Any = 0) -> tuple[Fraction, Fraction]:
@@ -22,8 +25,8 @@ def privacy_parameters(epsilon: Any, delta: Any = 0) -> tuple[Fraction, Fraction
         dlt = to_fraction(delta if delta is not None else 0, name="delta")
     except (ValueError, TypeError) as e:
         raise InvalidRequest(str(e)) from None
-    if not 0 < eps <= MAX_EPSILON:
-        raise InvalidRequest(f"epsilon must be in (0, {MAX_EPSILON}]")
+    if not MIN_EPSILON <= eps <= MAX_EPSILON:
+        raise InvalidRequest(f"epsilon must be in [1e-12, {MAX_EPSILON}]")
     if not 0 <= dlt < Fraction(1, 1000):
         raise InvalidRequest("delta must be in [0, 0.001)")
     return eps, dlt

@@ -1,6 +1,8 @@
 """Pass 1: SQL text to one sqlglot SELECT tree, or a typed error with its position."""
 from __future__ import annotations
 
+import math
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -30,6 +32,22 @@ def construct_name(node: exp.Expression) -> str:
     if isinstance(node, exp.Func):
         return f"function {node.sql_name()}"
     return type(node).__name__.upper()
+
+
+def whole_number(node: exp.Expression | None) -> int | None:
+    """The value of a numeric literal that is a finite whole number (`3`, `3.0`, `1e2`), else None.
+
+    Positions and digits are read through this, never with a bare int(float(...)): `1e309` is a
+    literal too, and must be refused, not overflow."""
+    if not isinstance(node, exp.Literal) or node.is_string:
+        return None
+    try:
+        value = float(node.this)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or not value.is_integer():
+        return None
+    return int(value)
 
 
 def unsupported(message: str, node: exp.Expression | None, construct: str | None = None) -> UnsupportedSQL:

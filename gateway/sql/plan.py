@@ -21,13 +21,14 @@ from sqlglot import exp
 
 from gateway.catalog import ColumnMeta, ColumnType, DatasetMeta
 from gateway.errors import InvalidRequest
-from gateway.sql.parse import parse, position, unsupported
+from gateway.sql.parse import parse, position, unsupported, whole_number
 from gateway.sql.scalar import BOOL, DATE, ID, NUM, STR, ColumnRef, ScalarCompiler, Typed, bounded, clamp_sql, lit_num
 from gateway.sql.source import Relations, Source
 from mechanisms.cost import Cost
 
 MAX_CELLS = 100_000
 MAX_LIMIT = 100_000
+SELECT_PARTS = frozenset({"expressions", "from", "from_", "joins", "where", "group", "having", "order", "limit", "offset"})
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,13 @@ class _Build:
         return self.source.resolve(node)
 
     def _reject_modifiers(self, tree: exp.Select) -> None:
-        for key in ("with", "with_", "distinct", "qualify", "windows", "laterals", "pivots", "kind", "into", "locks", "sample", "cluster", "distribute", "sort", "connect", "prewhere"):
-            v = tree.args.get(key)
-            if v:
-                name = {"with": "WITH", "with_": "WITH", "distinct": "SELECT DISTINCT", "qualify": "QUALIFY"}.get(key, key.upper())
-                raise unsupported(f"{name} is not supported", v if isinstance(v, exp.Expression) else tree, name)
+        # An allow-list of the SELECT's parts: any other (WITH, DISTINCT, QUALIFY, hints, SETTINGS,
+        # FOR ..., a future sqlglot's new clause) is refused, never silently dropped.
+        for key, v in tree.args.items():
+            if key in SELECT_PARTS or not v:
+                continue
+            name = {"with": "WITH", "with_": "WITH", "distinct": "SELECT DISTINCT", "qualify": "QUALIFY"}.get(key, key.rstrip("_").upper())
+            raise unsupported(f"{name} is not supported", v if isinstance(v, exp.Expression) else tree, name)
         for node in tree.walk():
             if isinstance(node, exp.Window):
                 raise unsupported("window functions are not supported", node, "window function")
@@ -210,13 +213,15 @@ class _Build:
         names_seen: dict[str, int] = {}
         for item in items:
             node = item.this if isinstance(item, exp.Alias) else item
-            name = item.alias if isinstance(item, exp.Alias) else (node.name if isinstance(node, exp.Column) else node.sql(dialect="duckdb").lower())
+            name = item.alias if isinstance(item, exp.Alias) else (node.name if isinstance(node, exp.Column) else node.sql(dialect="duckdb", comments=False).lower())
             name = name[:64] or "column"
             if name in names_seen:
+                # the next free suffix: `n, n_1, n` must not name two columns `n_1`
+                while f"{name}_{names_seen[name] + 1}" in names_seen:
+                    names_seen[name] += 1
                 names_seen[name] += 1
                 name = f"{name}_{names_seen[name]}"
-            else:
-                names_seen[name] = 0
+            names_seen.setdefault(name, 0)
             tree_, src = self._substitute(node)
             columns.append(OutputColumn(name, src))
             substituted.append(tree_)
@@ -236,7 +241,7 @@ class _Build:
             for o in order.expressions:
                 target = o.this
                 if isinstance(target, exp.Literal) and not target.is_string:
-                    idx = int(float(target.this)) - 1
+                    idx = (whole_number(target) or 0) - 1
                     if not 0 <= idx < len(post_items):
                         raise unsupported("ORDER BY position out of range", target, "ORDER BY")
                     expr = post_items[idx].this.copy()
@@ -293,6 +298,11 @@ class _Build:
     def _int_clause(self, node: exp.Expression | None, what: str) -> int | None:
         if node is None:
             return None
+        if isinstance(node, exp.Limit):
+            options = node.args.get("limit_options")
+            percent = options is not None and (options.args.get("percent") or options.args.get("with_ties"))
+            if percent or node.args.get("offset") is not None or node.args.get("expressions"):
+                raise unsupported(f"{what} takes a non-negative integer literal", node, what)
         value = node.expression if isinstance(node, (exp.Limit, exp.Offset)) else node
         if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
             raise unsupported(f"{what} takes a non-negative integer literal", node, what)
@@ -312,7 +322,7 @@ class _Build:
         for g in group.expressions:
             node = g
             if isinstance(g, exp.Literal) and not g.is_string:
-                idx = int(float(g.this)) - 1
+                idx = (whole_number(g) or 0) - 1
                 if not 0 <= idx < len(items):
                     raise unsupported("GROUP BY position out of range", g, "GROUP BY")
                 node = items[idx].this if isinstance(items[idx], exp.Alias) else items[idx]
@@ -349,7 +359,7 @@ class _Build:
             except Exception:
                 continue
             c.replace(exp.column(ref.name.lower(), table=ref.alias.lower()))
-        return copy.sql(dialect="duckdb", normalize=True)
+        return copy.sql(dialect="duckdb", normalize=True, comments=False)  # a comment changes no meaning
 
     def _selection(self, tree: exp.Select, top: int | None) -> tuple[str, int, str | None]:
         if self.source.public:
@@ -375,8 +385,8 @@ class _Build:
     def _top_k_pattern(self, tree: exp.Select, limit: int | None, offset: int | None) -> int | None:
         """GROUP BY key ORDER BY COUNT(*) DESC LIMIT k: the k most frequent by report-noisy-max."""
         order = tree.args.get("order")
-        if len(self.keys) != 1 or limit is None or offset or order is None or len(order.expressions) != 1:
-            return None
+        if len(self.keys) != 1 or not limit or offset or order is None or len(order.expressions) != 1:
+            return None  # LIMIT 0 selects nothing: no selection to make (report-noisy-max needs k >= 1)
         domain = self.keys[0].domain
         if self.source.public or domain is None or limit >= len(domain):
             return None  # a LIMIT that covers every cell selects nothing: order the noisy counts

@@ -7,6 +7,8 @@ AVG = centred SUM / COUNT, HAVING/ORDER BY/LIMIT on the noisy frame in a separat
 """
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ import duckdb
 import numpy as np
 from sqlglot import exp
 
+from gateway.errors import InvalidRequest
 from gateway.sql.plan import Aggregate, Measure, Plan
 from gateway.sql.scalar import lit_num
 from mechanisms.accuracy import discrete_laplace_ci, laplace_ci
@@ -88,7 +91,13 @@ class Mechanisms:
         if plan.selection == "top_k":
             self.selection = NoisyTopK(epsilon=eps, sensitivity=k, k=plan.top_k, monotonic=True)
         elif plan.selection == "threshold":
-            self.selection = ThresholdCounts(epsilon=eps, delta=plan.delta, max_partitions=k, max_rows=k)
+            try:
+                self.selection = ThresholdCounts(epsilon=eps, delta=plan.delta, max_partitions=k, max_rows=k)
+            except ValueError:
+                # public parameters only (ε's share, δ, k): refused before any data is read
+                raise InvalidRequest(
+                    "delta is too small for threshold partition selection at this epsilon; ask with a larger delta"
+                ) from None
             if plan.count_measure is not None:
                 self.by_measure[plan.count_measure] = self.selection
         # what the mechanisms cost, each by OpenDP's own map, never exceeds what the plan charges
@@ -140,8 +149,14 @@ def main_query(plan: Plan) -> exp.Select | None:
         return None  # keys from their public domains only: nothing to read
     select = plan.source.render(exp.select(*cols), _where(plan))
     if plan.keys:
-        select = select.group_by(*[k.sql.copy() for k in plan.keys])
+        select = select.group_by(*_positions(len(plan.keys)))
     return select
+
+
+def _positions(n: int) -> list[exp.Expression]:
+    """GROUP BY the first n select items by position: a key that is a constant (`SELECT 5 AS k ...
+    GROUP BY k`) repeated as a GROUP BY term would be read by the engine as a position itself."""
+    return [exp.Literal.number(i + 1) for i in range(n)]
 
 
 def quantile_query(plan: Plan, m: Measure, grid: list[float]) -> exp.Select:
@@ -157,7 +172,7 @@ def quantile_query(plan: Plan, m: Measure, grid: list[float]) -> exp.Select:
     ]
     not_null = exp.Not(this=exp.Is(this=m.sql.copy(), expression=exp.Null()))  # type: ignore[union-attr]
     select = plan.source.render(exp.select(*cols), _where(plan, not_null))
-    return select.group_by(*[k.sql.copy() for k in plan.keys], floor.copy(), exp.EQ(this=pos.copy(), expression=floor.copy()))
+    return select.group_by(*_positions(len(plan.keys) + 2))  # the keys, _bin and _exact
 
 
 def _histogram(rows: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -297,6 +312,10 @@ def _sql_type(plan: Plan, name: str, values: list[Any]) -> str:
             return "BOOLEAN"
         if key.type == "num":
             return "BIGINT" if all(isinstance(v, int) and not isinstance(v, bool) for v in present) else "DOUBLE"
+        if key.type == "date":
+            return "TIMESTAMP"  # as the post-processing SQL compiles it (YEAR(k), k > '2025-06-01')
+        if key.type == "null":
+            return "DOUBLE"  # a NULL key is compiled as a number
         return "VARCHAR"
     if name == "_rank" or (present and all(isinstance(v, int) and not isinstance(v, bool) for v in present)):
         return "BIGINT"
@@ -315,7 +334,8 @@ def post_process(plan: Plan, frame: dict[str, list[Any]], n: int) -> list[list[A
         return [[_py(frame[c.source][i]) for c in plan.columns] for i in range(n)]  # type: ignore[index]
     names = list(frame)
     if names:
-        casts = [exp.alias_(exp.Cast(this=exp.column(f"c{j}"), to=exp.DataType.build(_sql_type(plan, name, frame[name]))), name, quoted=True)
+        # TRY_CAST: a released key may be a value the type cannot hold (a date out of range, as text)
+        casts = [exp.alias_(exp.TryCast(this=exp.column(f"c{j}"), to=exp.DataType.build(_sql_type(plan, name, frame[name]))), name, quoted=True)
                  for j, name in enumerate(names)]
         rows = [exp.Tuple(expressions=[_value(frame[name][i]) for name in names]) for i in range(n)]
         if rows:
@@ -342,13 +362,16 @@ def _value(v: Any) -> exp.Expression:
 
 
 def _py(v: Any) -> Any:
+    """A released value as a JSON-native one (the answer is stored as JSON with its charge)."""
     if isinstance(v, (np.integer,)):
         return int(v)
-    if isinstance(v, (np.floating, float)):
+    if isinstance(v, (np.floating, float, decimal.Decimal)):
         f = float(v)
         return None if not math.isfinite(f) else f
     if isinstance(v, np.bool_):
         return bool(v)
+    if isinstance(v, (dt.date, dt.time)):  # datetime is a date
+        return v.isoformat()
     return v
 
 

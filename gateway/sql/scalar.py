@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from gateway.catalog import ColumnMeta, ColumnType, parse_date
 from gateway.errors import InvalidSQL
-from gateway.sql.parse import position, unsupported
+from gateway.sql.parse import position, unsupported, whole_number
 
 Interval = tuple[float, float]
 NUM, STR, BOOL, DATE, ID, NULL = "num", "str", "bool", "date", "id", "null"
@@ -57,6 +57,17 @@ def lit_num(v: float) -> exp.Expression:
 
 def as_double(e: exp.Expression) -> exp.Expression:
     return exp.Cast(this=e, to=exp.DataType.build("DOUBLE"))
+
+
+def unify(t: str, part: Typed) -> exp.Expression:
+    """One operand of LEAST, COALESCE or CASE of type `t` in the engine type all operands share:
+    numbers as DOUBLE, ids as text (two id columns may be BIGINT and VARCHAR in the engine, which
+    it refuses to mix)."""
+    if t == NUM and part.type == NUM:
+        return as_double(part.sql)
+    if t == ID and part.type == ID:
+        return exp.Cast(this=part.sql, to=exp.DataType.build("VARCHAR"))
+    return part.sql
 
 
 def clamp_sql(e: exp.Expression, lo: float, hi: float) -> exp.Expression:
@@ -271,9 +282,10 @@ class ScalarCompiler:
         args = [as_double(a.sql)]
         d = 0
         if digits is not None:
-            if not isinstance(digits, exp.Literal) or digits.is_string:
+            whole = whole_number(digits)
+            if whole is None:
                 raise unsupported("ROUND's digits must be an integer literal", digits, "ROUND")
-            d = int(float(digits.this))
+            d = whole
             if not -15 <= d <= 15:
                 raise unsupported("ROUND's digits must be between -15 and 15", digits, "ROUND")
             args.append(exp.Literal.number(d))
@@ -294,7 +306,7 @@ class ScalarCompiler:
             ivs = [p.interval or UNBOUNDED for p in parts if p.type == NUM]
             pick = min if is_least else max
             iv = (pick(i[0] for i in ivs), pick(i[1] for i in ivs))
-        args = [as_double(p.sql) if t == NUM else p.sql for p in parts]
+        args = [unify(t, p) for p in parts]
         cls = exp.Least if is_least else exp.Greatest
         # DuckDB's LEAST/GREATEST skip NULLs; saying so keeps sqlglot from repeating the arguments
         return Typed(
@@ -309,7 +321,7 @@ class ScalarCompiler:
             raise unsupported("COALESCE needs arguments of one type", node)
         t = types.pop() if types else NULL
         iv = _union([p for p in parts if p.type == NUM]) if t == NUM else None
-        args = [as_double(p.sql) if t == NUM and p.type == NUM else p.sql for p in parts]
+        args = [unify(t, p) for p in parts]
         return Typed(
             exp.Coalesce(this=args[0], expressions=args[1:]), t, iv,
             exact=all(p.exact for p in parts), nullable=all(p.nullable for p in parts),
@@ -364,7 +376,13 @@ class ScalarCompiler:
         a = self.compile(node.this)
         lo, hi = self.compile(node.args["low"]), self.compile(node.args["high"])
         x, l = self._coerce_pair(a, lo, node)
-        _, h = self._coerce_pair(a, hi, node)
+        x2, h = self._coerce_pair(a, hi, node)
+        # Both bounds must compare with the value in the same form (an id as text with 'a', as a
+        # number with 5): mixed forms make the engine cast one side, which can fail on some values.
+        if x.sql(dialect="duckdb") != x2.sql(dialect="duckdb"):
+            raise unsupported("BETWEEN needs bounds of one type", node, "BETWEEN")
+        if a.type == NULL:  # NULL meets any type: the engine still needs the bounds in one type
+            l, h = self._coerce_pair(lo, hi, node)
         return Typed(exp.Between(this=x, low=l, high=h), BOOL)
 
     def _in(self, node: exp.In) -> Typed:
@@ -373,11 +391,15 @@ class ScalarCompiler:
         if len(node.expressions) > 10_000:
             raise unsupported("IN lists are limited to 10000 values", node, "IN")
         a = self.compile(node.this)
-        pairs = [self._coerce_pair(a, self.compile(e), node) for e in node.expressions]
+        items = [self.compile(e) for e in node.expressions]
+        # NULL meets any type, but the engine still needs the list in one type: a NULL value is
+        # compared as its first non-NULL item would be
+        subject = a if a.type != NULL else next((i for i in items if i.type != NULL), a)
+        pairs = [self._coerce_pair(subject, i, node) for i in items]
         lefts = {p[0].sql(dialect="duckdb") for p in pairs}
         if len(lefts) > 1:
             raise unsupported("IN needs values of one type", node, "IN")
-        left = pairs[0][0] if pairs else a.sql
+        left = a.sql if a.type == NULL else (pairs[0][0] if pairs else a.sql)
         return Typed(exp.In(this=left, expressions=[p[1] for p in pairs]), BOOL)
 
     def _like(self, node: exp.Expression) -> Typed:
@@ -396,6 +418,9 @@ class ScalarCompiler:
         a = self.compile(node.this)
         if not isinstance(node.expression, (exp.Null, exp.Boolean)):
             raise unsupported("IS takes NULL, TRUE or FALSE", node, "IS")
+        if isinstance(node.expression, exp.Boolean) and a.type not in (BOOL, NULL):
+            # the engine would cast the value to BOOLEAN, which fails on some values ('abc' IS TRUE)
+            raise unsupported(f"IS TRUE and IS FALSE need a true/false value, got a {a.type} value", node, "IS")
         rhs = exp.Null() if isinstance(node.expression, exp.Null) else exp.Boolean(this=bool(node.expression.this))
         return Typed(exp.Is(this=a.sql, expression=rhs), BOOL)
 
@@ -455,7 +480,7 @@ class ScalarCompiler:
             domain = tuple(seen)
 
         def cast(r: Typed) -> exp.Expression:
-            return as_double(r.sql) if t == NUM and r.type == NUM else r.sql
+            return unify(t, r)
 
         ifs = [exp.If(this=c, true=cast(v)) for c, v in branches]
         return Typed(
@@ -484,6 +509,10 @@ class ScalarCompiler:
         if a.type != DATE:
             raise unsupported(f"{part} needs a date value", node, "date part")
         rng = DATE_PARTS[part]
+        # A part's own range (MONTH in 1..12) holds for every value; YEAR's range comes from the
+        # column's declared bounds, which the data need not respect: such a value is not exact, so
+        # an aggregate clamps it (a date in 2262 must not move a SUM by more than the bounds say).
+        intrinsic = rng is not None
         domain = None
         if rng is None and a.column is not None:
             b = self._date_bounds(a)
@@ -493,7 +522,7 @@ class ScalarCompiler:
             domain = tuple(range(rng[0], rng[1] + 1)) + ((None,) if self._nullable(a) else ())
         iv = (float(rng[0]), float(rng[1])) if rng is not None else None
         sql = exp.Extract(this=exp.var(part), expression=a.sql)
-        return Typed(sql, NUM, iv, domain, integer=True, exact=iv is not None, nullable=a.nullable)
+        return Typed(sql, NUM, iv, domain, integer=True, exact=intrinsic, nullable=a.nullable)
 
     def _date_bounds(self, a: Typed) -> tuple[dt.datetime, dt.datetime] | None:
         ref = self._ref_of(a)

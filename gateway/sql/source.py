@@ -91,6 +91,14 @@ class Source:
         if node.args.get("db") or node.args.get("catalog"):
             line, col = position(node)
             raise UnknownTable("qualified table names are not supported; name a table of the dataset", line=line, col=col)
+        # a table is a name and an alias: TABLESAMPLE, PIVOT, AT (VERSION ...), hints and column
+        # aliases are refused, not silently dropped
+        for key, v in node.args.items():
+            if key not in ("this", "alias", "db", "catalog") and v:
+                raise unsupported(f"{key.rstrip('_').upper()} on a table is not supported", node, "FROM")
+        alias_node = node.args.get("alias")
+        if alias_node is not None and alias_node.args.get("columns"):
+            raise unsupported("column aliases on a table are not supported", node, "FROM")
         found = self.dataset.table(node.name)
         if found is None:
             line, col = position(node)
@@ -102,6 +110,9 @@ class Source:
         return TableUse(alias, name, meta)
 
     def _check_join(self, join: exp.Join) -> None:
+        for key, v in join.args.items():
+            if key not in ("this", "on", "using", "side", "kind") and v:
+                raise unsupported("only INNER and LEFT joins on the privacy unit", join, f"{str(v).upper()} JOIN" if key == "method" else "JOIN")
         side = (join.side or "").upper()
         kind = (join.kind or "").upper()
         if kind not in ("", "INNER") or side not in ("", "LEFT"):
