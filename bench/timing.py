@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     draws: dict[str, dict[str, list[float]]] = {"off": {"noise": [], "s": []}, "on": {"noise": [], "s": []}}
     sql = "SELECT COUNT(*) FROM tx"
     exact = gw.engine._con.execute(f'SELECT count(*) FROM "{gw.engine.relation_name("bank", "tx", bounded=True)}"').fetchone()[0]
-    saved = (_timing._base_s, _timing._per_value_s)
+    saved = _timing.settings()
     runs: dict[str, dict[str, list[float]]] = {"off": {"noise": [], "s": []}, "on": {"noise": [], "s": []}}
     overruns_before = _timing.overruns()
     try:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         done = 0
         while done < args.queries:
             for mode in ("off", "on"):
-                _timing.configure(base_s=0 if mode == "off" else 0.002, per_value_s=0 if mode == "off" else 0.000_02)
+                _timing.configure(base_s=0 if mode == "off" else 0.002)
                 for _ in range(min(args.block, args.queries - done)):
                     t = time.perf_counter()
                     v = mech.release([0])[0]
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     runs[mode]["noise"].append(abs(answer.rows[0][0] - exact))
             done += args.block
     finally:
-        _timing.configure(base_s=saved[0], per_value_s=saved[1])
+        _timing.configure(base_s=saved[0], scale=saved[1])
     report: dict[str, Any] = {"epsilon": args.epsilon, "exact_count_bounded": exact, "queries_per_setting": args.queries,
                               "overruns": _timing.overruns() - overruns_before}  # fmt: skip
     for mode in ("off", "on"):

@@ -101,7 +101,8 @@ class Gaussian(Frozen):
         data: list[Any] = integer_values(values) if self.integer else finite_floats(values)
         if not data:
             return []
-        return list(padded(lambda: self.measurement(data), values=len(data)))
+        kind = "gaussian_int" if self.integer else "gaussian_float"
+        return list(padded(lambda: self.measurement(data), values=len(data), kind=kind))
 
     def __repr__(self) -> str:
         return (

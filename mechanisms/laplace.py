@@ -73,7 +73,7 @@ class LaplaceCount(Frozen):
         data = integer_values(values)
         if not data:
             return []
-        return list(padded(lambda: self.measurement(data), values=len(data)))
+        return list(padded(lambda: self.measurement(data), values=len(data), kind="laplace_int"))
 
     def __repr__(self) -> str:
         return f"LaplaceCount(epsilon={self.epsilon}, sensitivity={self.sensitivity}, scale={self.scale!r})"
@@ -107,7 +107,7 @@ class LaplaceFloat(Frozen):
         data = finite_floats(values)
         if not data:
             return []
-        return list(padded(lambda: self.measurement(data), values=len(data)))
+        return list(padded(lambda: self.measurement(data), values=len(data), kind="laplace_float"))
 
     def __repr__(self) -> str:
         return f"LaplaceFloat(epsilon={self.epsilon}, sensitivity={self.sensitivity!r}, scale={self.scale!r})"

@@ -88,7 +88,7 @@ class NoisyTopK(Frozen):
         if len(scores) < self.k:
             raise ValueError("fewer scores than k")
         data: list[Any] = integer_values(scores, name="scores") if self.integer else finite_floats(scores, name="scores")
-        out = padded(lambda: self.measurement(data), values=len(data))
+        out = padded(lambda: self.measurement(data), values=len(data), kind="noisy_max")
         return [int(out)] if self.k == 1 else [int(i) for i in out]
 
     def __repr__(self) -> str:
@@ -169,7 +169,7 @@ class ExponentialQuantile(Frozen):
         scores = self.scores(lt, gt)
         if max(scores) > _U64_MAX:
             raise ValueError("counts too large to score")
-        return self.candidates[int(padded(lambda: self.measurement(scores), values=len(scores)))]
+        return self.candidates[int(padded(lambda: self.measurement(scores), values=len(scores), kind="noisy_max"))]
 
     def release(self, values: Sequence[float]) -> float:
         """The selected candidate for raw values (convenience; the gateway sends counts)."""

@@ -100,7 +100,7 @@ class ThresholdCounts(Frozen):
         if not all(isinstance(k, str) for k in keys):
             raise ValueError("keys must be strings (stringify them before release)")
         values = integer_values([counts[k] for k in keys], name="counts")
-        noisy = padded(lambda: self.measurement(dict(zip(keys, values))), values=len(keys))
+        noisy = padded(lambda: self.measurement(dict(zip(keys, values))), values=len(keys), kind="threshold")
         return {str(k): int(v) for k, v in noisy.items()}
 
     def __repr__(self) -> str:

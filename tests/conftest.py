@@ -122,7 +122,7 @@ def _no_release_padding():  # type: ignore[no-untyped-def]
     padding turn it on (tests/mechanisms/test_timing.py); servers started as subprocesses keep it on."""
     from mechanisms import _timing
 
-    base, per_value = _timing._base_s, _timing._per_value_s
-    _timing.configure(base_s=0, per_value_s=0)
+    base, scale = _timing.settings()
+    _timing.configure(base_s=0)
     yield
-    _timing.configure(base_s=base, per_value_s=per_value)
+    _timing.configure(base_s=base, scale=scale)
