@@ -477,7 +477,14 @@ class _Build:
         if node.find(exp.AggFunc):
             raise unsupported("aggregates cannot be nested", node.find(exp.AggFunc), "nested aggregate")
         typed = self.agg_scalar(node)
-        return typed, not typed.nullable  # a value never NULL is counted by COUNT(*)
+        # A value declared never NULL is counted by COUNT(*), shared with the query's other counts. The
+        # engine does not enforce the declaration, so a NULL row may still be counted: it then acts as
+        # the value 0 in AVG's centred sum SUM(x) - mid * COUNT(*), which stays within its sensitivity
+        # only if 0 lies inside the value's bounds. Otherwise the value is counted with COUNT(value)
+        # (found by the privacy auditor: AVG(amount + 5000) moved 11x beyond its sensitivity).
+        iv = typed.interval
+        zero_inside = iv is not None and iv[0] <= 0 <= iv[1]
+        return typed, not typed.nullable and zero_inside
 
     def _bounded_value(self, node: exp.Expression, func: str) -> tuple[exp.Expression, float, float, bool, bool]:
         typed, bare_nonnull = self._value(node, func)

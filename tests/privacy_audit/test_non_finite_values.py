@@ -11,7 +11,8 @@ as the upper bound, -inf as the lower one, 1e308 as whatever bound it passes. Th
   statistically indistinguishable from it (audited: ε_lb = 0);
 * a unit holding such values moves every Laplace input by at most its sensitivity;
 * a NULL — what pandas' NaN or an empty CSV field becomes — in a column *declared* not nullable: a real
-  bug, see `test_null_in_a_non_nullable_column_stays_within_sensitivity` (xfail, strict).
+  bug found here (`NULL_BUG_FIXED`); where 0 is outside a value's bounds it is now counted with
+  COUNT(value) (`gateway/sql/plan.py` `_Build._value`).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def test_null_in_a_nullable_column_within_sensitivity() -> None:
     _within_sensitivity(gateways()["null_qty"], gateways()["null_without"], "SELECT AVG(qty + 100), VARIANCE(qty + 100) FROM tx")
 
 
-NULL_BUG = (
+NULL_BUG_FIXED = (
     "gateway/sql/plan.py _Build._value/_build_aggregate: AVG over a column declared not nullable divides by "
     "COUNT(*) and derives its centred sum as SUM(x) - mid*COUNT(*), but the engine never enforces "
     "`nullable: false` (DuckDB reads pandas NaN and empty CSV fields as NULL; engines/duckdb.py checks only the "
@@ -156,12 +157,10 @@ NULL_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=NULL_BUG)
 def test_null_in_a_non_nullable_column_stays_within_sensitivity() -> None:
     _within_sensitivity(gateways()["null"], gateways()["null_without"], "SELECT AVG(amount + 5000) FROM tx")
 
 
-@pytest.mark.xfail(strict=True, reason=NULL_BUG)
 def test_null_in_a_non_nullable_column_audit() -> None:
     """The same bug seen by the auditor on the released answers: ε_lb far above the ε charged."""
     sql = "SELECT AVG(amount + 5000) FROM tx"
