@@ -37,7 +37,7 @@ from .errors import InvalidJob
 from .jobs import GRAD_SAMPLE_MODES
 from .nets import MLP, UnitBatches, UnitBCELoss
 
-__all__ = ["GRAD_SAMPLE_MODES", "Cancelled", "DPSGDPlan", "PoissonSampler", "plan_dpsgd", "train_mlp"]
+__all__ = ["GRAD_SAMPLE_MODES", "Cancelled", "DPSGDPlan", "PoissonSampler", "plan_dpsgd", "train_mlp", "train_model"]
 
 DEFAULT_GRAD_SAMPLE_MODE = "hooks"
 
@@ -200,7 +200,29 @@ def train_mlp(
 
     Returns the number of steps run. Raises Cancelled between steps when `should_stop()` says so.
     """
-    criterion: Any = UnitBCELoss("sum")
+    return train_model(
+        model, data, UnitBCELoss("sum"), steps=steps, lr=lr, batch_size=batch_size, plan=plan,
+        grad_sample_mode=grad_sample_mode, on_step=on_step, should_stop=should_stop,
+    )  # fmt: skip
+
+
+def train_model(
+    model: torch.nn.Module,
+    data: Any,
+    criterion: Any,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    plan: DPSGDPlan | None,
+    grad_sample_mode: str = DEFAULT_GRAD_SAMPLE_MODE,
+    on_step: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
+    """The loop behind `train_mlp` and the CNN's `train_cnn`: Adam on `criterion` (a loss with reduction
+    "sum" over per-sample losses), DP-SGD when `plan` is given — Opacus' per-sample clipping and noise,
+    Poisson sampling of the samples of `data` (a dataset with ``collate``) at the plan's rate — else
+    shuffled minibatches of `batch_size`. Returns the steps run; raises Cancelled between steps."""
     base = torch.optim.Adam(model.parameters(), lr=lr)
     if plan is not None:
         if grad_sample_mode not in GRAD_SAMPLE_MODES:

@@ -26,14 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from opacus.grad_sample.utils import prepare_module
-from opacus.optimizers import get_optimizer_class
-from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..dpsgd import DEFAULT_GRAD_SAMPLE_MODE, GRAD_SAMPLE_MODES, Cancelled, DPSGDPlan, PoissonSampler
-from ..errors import InvalidJob
+from ..dpsgd import DEFAULT_GRAD_SAMPLE_MODE, DPSGDPlan, train_model
 
 __all__ = ["GafCNN", "ImageBatches", "predict_proba", "train_cnn"]
 
@@ -117,60 +112,10 @@ def train_cnn(
     data = ImageBatches(images, labels)
     if len(data) and int(data.y.max()) >= model.n_classes:
         raise ValueError(f"labels must be below n_classes = {model.n_classes}")
-    criterion: Any = nn.CrossEntropyLoss(reduction="sum")
-    base = torch.optim.Adam(model.parameters(), lr=lr)
-    if plan is not None:
-        if grad_sample_mode not in GRAD_SAMPLE_MODES:
-            raise InvalidJob(f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}", field="params.grad_sample_mode")
-        extra = {"max_grad_norm": plan.max_grad_norm} if grad_sample_mode == "ghost" else {}
-        module: Any = prepare_module(
-            model, grad_sample_mode=grad_sample_mode, batch_first=True, loss_reduction="sum", **extra
-        )
-        optimizer: Any = get_optimizer_class(clipping="flat", distributed=False, grad_sample_mode=grad_sample_mode)(
-            base,
-            noise_multiplier=plan.noise_multiplier,
-            max_grad_norm=plan.max_grad_norm,
-            expected_batch_size=batch_size,
-            loss_reduction="sum",
-        )
-        if grad_sample_mode == "ghost":
-            criterion = DPLossFastGradientClipping(module, optimizer, criterion, "sum")
-        loader: DataLoader[Any] = DataLoader(
-            data,
-            batch_sampler=PoissonSampler(len(data), plan.sample_rate),
-            collate_fn=data.collate,  # an empty sample collates to an empty batch: the step adds noise only
-        )
-    else:
-        module, optimizer = model, base
-        loader = DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=data.collate)
-    model.train()
-    done = 0
-    try:
-        while done < steps:
-            for x, target in loader:
-                if should_stop is not None and should_stop():
-                    raise Cancelled()
-                optimizer.zero_grad(set_to_none=True)
-                loss = criterion(module(x), target)
-                loss.backward()
-                optimizer.step()
-                done += 1
-                if on_step is not None:
-                    on_step(done)
-                if done >= steps:
-                    break
-            if len(data) == 0 and plan is None:
-                break
-    finally:
-        if plan is not None and hasattr(module, "remove_hooks"):
-            module.remove_hooks()
-        for p in model.parameters():
-            for attr in ("grad_sample", "summed_grad", "_forward_counter"):
-                if hasattr(p, attr):
-                    setattr(p, attr, None)
-            p.grad = None
-    model.eval()
-    return done
+    return train_model(
+        model, data, nn.CrossEntropyLoss(reduction="sum"), steps=steps, lr=lr, batch_size=batch_size, plan=plan,
+        grad_sample_mode=grad_sample_mode, on_step=on_step, should_stop=should_stop,
+    )  # fmt: skip
 
 
 @torch.no_grad()
