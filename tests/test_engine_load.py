@@ -451,3 +451,19 @@ def test_two_datasets_over_one_source_are_separate(tmp_path: Path) -> None:
     assert sum(len(t) for t in kept(gw, "small").values()) == 19 * 2
     assert sum(len(t) for t in kept(gw, "large").values()) == 19 * 5
     assert gw.version("small") != gw.version("large")
+
+
+def test_the_query_path_runs_selects_only() -> None:
+    """Read-only by construction: a statement that writes, attaches or sets is refused by the engine
+    itself, whatever builds it (a guard against a planner bug)."""
+    import sqlglot
+
+    from gateway.engines.duckdb import EngineError
+    from tests.conftest import make_gateway
+
+    gw = make_gateway()
+    for sql in ("DROP TABLE tx", "INSERT INTO tx VALUES (1)", "ATTACH 'x.db'", "SET threads = 1",
+                "COPY tx TO 'out.csv'", "CREATE TABLE t AS SELECT 1"):  # fmt: skip
+        with pytest.raises(EngineError):
+            gw.engine.execute(sqlglot.parse_one(sql, read="duckdb"))
+    assert gw.engine.execute(sqlglot.parse_one("SELECT 1 AS one"))[0][0] == 1

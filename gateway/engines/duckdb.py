@@ -268,7 +268,12 @@ class DuckDBEngine:
 
     # queries
     def execute(self, select: exp.Expression) -> list[tuple]:
-        """Run SQL that the planner generated; any failure is an engine bug and says nothing about data."""
+        """Run SQL that the planner generated; any failure is an engine bug and says nothing about data.
+
+        Read-only by construction: only a SELECT tree without a statement that writes, attaches, loads or
+        sets anything is run (the planner builds nothing else; this guards against a planner bug)."""
+        if not isinstance(select, exp.Select) or any(select.find_all(*_WRITES)):
+            raise EngineError("the engine runs SELECTs only")
         sql = select.sql(dialect=self.dialect)
         cur = self._con.cursor()
         timer = None
@@ -314,6 +319,13 @@ def _interrupt(cur: duckdb.DuckDBPyConnection) -> None:
         cur.interrupt()
     except duckdb.Error:  # the query ended and its cursor closed meanwhile
         pass
+
+
+#: statements the query path never runs (`execute` refuses a tree holding one)
+_WRITES: tuple[type[exp.Expression], ...] = (
+    exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, exp.Command, exp.Merge, exp.Set,
+    exp.Pragma, exp.Copy, exp.Attach, exp.Detach, exp.Use, exp.Transaction, exp.Commit, exp.Rollback,
+)  # fmt: skip
 
 
 def _is_file(src: str) -> bool:
