@@ -193,8 +193,9 @@ class ExponentialQuantile(Frozen):
 
 def candidate_grid(lower: float, upper: float, *, integer: bool, max_candidates: int = 1024) -> list[float]:
     """Public candidates over [lower, upper]: every integer when `integer` and there are at most
-    `max_candidates` of them; otherwise an even grid of `max_candidates` points including both ends
-    (rounded to integers, without repeats, when `integer`)."""
+    `max_candidates` of them; for more integers, every `step`-th integer from the first (an exact integer
+    lattice, so a value on a candidate is binned *on* it; the last candidate is within one step of the
+    upper bound); otherwise an even grid of `max_candidates` points including both ends."""
     lo, hi = finite_floats([lower, upper], name="bounds")
     if lo > hi:
         raise ValueError("lower must be <= upper")
@@ -207,14 +208,13 @@ def candidate_grid(lower: float, upper: float, *, integer: bool, max_candidates:
             raise ValueError("no integer within [lower, upper]")
         if last - first + 1 <= max_candidates:
             return [float(i) for i in range(first, last + 1)]
-        lo, hi = float(first), float(last)
+        step = -(-(last - first) // (max_candidates - 1))  # ceil: at most max_candidates points
+        return [float(first + i * step) for i in range((last - first) // step + 1)]
     if lo == hi:
         return [lo]
     steps = max_candidates - 1
     # convex combinations: no overflow even for bounds near the float limits
     grid = [lo * (1 - i / steps) + hi * (i / steps) for i in range(steps)] + [hi]
-    if integer:
-        grid = [float(round(g)) for g in grid]
     out: list[float] = []
     for g in grid:
         if not out or g > out[-1]:

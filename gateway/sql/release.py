@@ -160,7 +160,7 @@ def _positions(n: int) -> list[exp.Expression]:
 
 
 def quantile_query(plan: Plan, m: Measure, grid: list[float]) -> exp.Select:
-    lo = m.lower
+    lo = grid[0]  # positions count from the first candidate (the grid is evenly spaced from it)
     width = (grid[-1] - grid[0]) / (len(grid) - 1) if len(grid) > 1 else 1.0
     pos = exp.Div(this=exp.Paren(this=exp.Sub(this=m.sql.copy(), expression=lit_num(lo))), expression=lit_num(width))  # type: ignore[union-attr]
     floor = exp.Anonymous(this="FLOOR", expressions=[pos.copy()])

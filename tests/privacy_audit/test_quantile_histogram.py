@@ -1,7 +1,7 @@
 """Found while auditing the quantile path: the per-candidate counts the exponential mechanism scores.
 
 Privacy is not at stake (every row lands in exactly one bin, so a unit still moves each score by at
-most max_rows · max(num, den - num)), but accuracy is: see the xfail below.
+most max_rows · max(num, den - num)), but accuracy is: a value on a candidate must count as equal to it.
 """
 
 from __future__ import annotations
@@ -39,17 +39,10 @@ def test_values_on_an_evenly_spaced_grid_are_counted_equal() -> None:
     assert (below[i], equal[i], above[i]) == (0, 100, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gateway/sql/release.py quantile_query/_histogram: for an int column with more than 1024 integers in "
-        "its bounds, candidate_grid rounds an even grid to integers (0, 5, 10, ... for [0, 5000]), but the "
-        "histogram bins rows by the unrounded position (x - lower) / width with width = 5000/1023, so a row "
-        "equal to a candidate is counted below or above it (here: 100 rows at 5 are all 'above 5'), and the "
-        "scores, hence the released quantile, are off by up to a candidate"
-    ),
-)
 def test_values_on_a_rounded_integer_grid_are_counted_equal() -> None:
+    """Was a bug: for more than 1,024 integers in the bounds the grid was an even grid rounded to integers
+    (0, 5, 10, ... for [0, 5000]) while rows were binned by the unrounded position, so 100 rows at 5 were
+    all counted 'above 5'. The grid is now an exact integer lattice."""
     grid, below, equal, above = _counts(upper=5000, value=5)
     i = grid.index(5.0)
     assert (below[i], equal[i], above[i]) == (0, 100, 0)
