@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from gateway.core import Gateway
 from gateway.engines.duckdb import DuckDBEngine
