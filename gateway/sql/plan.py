@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from gateway.catalog import ColumnMeta, ColumnType, DatasetMeta
 from gateway.errors import InvalidRequest
-from gateway.sql.parse import parse, position, unsupported, whole_number
+from gateway.sql.parse import parse, unsupported, whole_number
 from gateway.sql.scalar import BOOL, DATE, ID, NUM, STR, ColumnRef, ScalarCompiler, Typed, bounded, clamp_sql, lit_num
 from gateway.sql.source import Relations, Source
 from mechanisms.cost import Cost

@@ -465,7 +465,6 @@ def expected_accuracy(plan: Plan) -> tuple[Cost, dict[str, Accuracy]]:
         elif agg.func == "quantile":
             acc[col.name] = Accuracy(mech[0].name, mech[0].scale, None)
         else:
-            m1 = mech[1]
             # AVG's interval depends on the noisy count; VAR/STDDEV report the sum of squares' noise, as the answer does
             noise = mech[1] if agg.func == "avg" else mech[2]
             acc[col.name] = Accuracy("laplace", noise.scale if noise else 0.0, None)
