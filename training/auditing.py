@@ -15,7 +15,6 @@ result and the PNGs are stored beside the model (``<models>/<id>/audit/``).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pandas as pd
 
 from .features import FeatureSpec
 from .jobs import JobSpec
+from .models import fit_cnn, fit_logreg, fit_mlp, two_columns
 from .registry import ModelRegistry
 from .runner import bounded
 from .split import SplitKey
@@ -32,11 +32,6 @@ from .split import SplitKey
 __all__ = ["MAX_ROWS", "audit_model"]
 
 MAX_ROWS = 5_000  # members and non-members scored, each (a seeded sample beyond that)
-
-
-def _two_columns(p: np.ndarray) -> np.ndarray:
-    p = np.asarray(p, dtype=np.float64)
-    return np.stack([1.0 - p, p], axis=1) if p.ndim == 1 else p
 
 
 def _sample(idx: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -83,7 +78,7 @@ def audit_model(
     where = registry.path(model_id) / "audit"
     where.mkdir(parents=True, exist_ok=True)
     result = run_audit(
-        lambda z: _two_columns(loaded.proba(z)), data,
+        lambda z: two_columns(loaded.proba(z)), data,
         train_reference=_reference_recipe(card, job, spec.label.n_classes) if n_reference > 0 else None,
         epsilon=privacy.get("epsilon"), delta=privacy.get("delta"), n_reference=max(2, n_reference), seed=seed,
         plots_dir=where, title=f"{job.method} {job.dataset}.{job.table}",
@@ -100,38 +95,12 @@ def _reference_recipe(card: dict[str, Any], job: JobSpec, n_classes: int) -> Cal
     epochs, lr, batch = p.get("epochs", 10.0), p.get("lr", 0.01), p.get("batch_size", 64)
 
     def fit(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-        import torch
-
-        torch.manual_seed(seed)
-        steps = max(1, math.ceil(epochs * len(xs) / batch))
+        common = {"epochs": epochs, "lr": lr, "batch_size": batch, "seed": seed}
         if t.get("architecture") == "gaf_cnn":
-            from .models import cnn_proba
-            from .vision.cnn import GafCNN, train_cnn
-
-            image = t["image"]
-            from .models import images
-
-            net = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]))
-            train_cnn(net, images(xs, image), ys, steps=steps, lr=lr, batch_size=batch, plan=None)
-            return cnn_proba(net, image)
+            return fit_cnn(xs, ys, image=t["image"], n_classes=n_classes, **common)[1]
         if "hidden" in t:
-            from .dpsgd import train_mlp
-            from .nets import MLP, UnitBatches
-
-            data = UnitBatches(xs, ys.astype(np.float32), np.arange(len(xs)), np.ones(len(xs), np.int64), per_unit=False)
-            net = MLP(int(xs.shape[1]), t["hidden"])
-            train_mlp(net, data, steps=steps, lr=lr, batch_size=batch, plan=None)
-            return lambda z: _two_columns(net.predict_proba(z))
-        from sklearn.linear_model import LogisticRegression
-
-        est = LogisticRegression(max_iter=500, random_state=seed).fit(xs, ys)
-
-        def proba(z: np.ndarray) -> np.ndarray:
-            out = np.zeros((len(z), n_classes))
-            out[:, est.classes_] = est.predict_proba(z)
-            return out
-
-        return proba
+            return fit_mlp(xs, ys, hidden=t["hidden"], **common)[1]
+        return fit_logreg(xs, ys, n_classes=n_classes, seed=seed, balanced=False)
 
     return fit
 

@@ -31,7 +31,7 @@ from .errors import InvalidJob
 from .features import FeatureSpec
 from .jobs import JobSpec
 
-__all__ = ["image_columns", "images", "multiclass_dp_metrics", "multiclass_exact_metrics", "run_cnn", "run_pate"]
+__all__ = ["fit_cnn", "fit_logreg", "fit_mlp", "image_columns", "images", "two_columns", "multiclass_dp_metrics", "multiclass_exact_metrics", "run_cnn", "run_pate"]
 
 
 def image_columns(image: dict[str, Any]) -> list[str]:
@@ -180,67 +180,90 @@ def run_pate(
     return holder["model"], training
 
 
+def fit_cnn(
+    xs: np.ndarray, ys: np.ndarray, *, image: dict[str, Any], n_classes: int, epochs: float, lr: float,
+    batch_size: int, seed: int,
+) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:  # fmt: skip
+    """A CNN trained without noise on flat image rows (PATE's teachers and student, audit references):
+    ``(model, predict_proba)``."""
+    import torch
+
+    from .vision.cnn import GafCNN, train_cnn
+
+    torch.manual_seed(seed)
+    net = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]))
+    steps = max(1, math.ceil(epochs * len(xs) / batch_size))
+    train_cnn(net, images(xs, image), ys, steps=steps, lr=lr, batch_size=batch_size, plan=None)
+    return net, cnn_proba(net, image)
+
+
+def fit_mlp(
+    xs: np.ndarray, ys: np.ndarray, *, hidden: list[int], epochs: float, lr: float, batch_size: int, seed: int
+) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
+    """The binary MLP trained without noise on rows (PATE's student, audit references):
+    ``(model, predict_proba)`` with two columns, P(negative) and P(positive)."""
+    import torch
+
+    from .dpsgd import train_mlp
+    from .nets import MLP, UnitBatches
+
+    torch.manual_seed(seed)
+    steps = max(1, math.ceil(epochs * len(xs) / batch_size))
+    data = UnitBatches(xs, ys.astype(np.float32), np.arange(len(xs)), np.ones(len(xs), np.int64), per_unit=False)
+    net = MLP(int(xs.shape[1]), hidden)
+    train_mlp(net, data, steps=steps, lr=lr, batch_size=batch_size, plan=None)
+    return net, lambda z: two_columns(net.predict_proba(z))
+
+
+def fit_logreg(xs: np.ndarray, ys: np.ndarray, *, n_classes: int, seed: int, balanced: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """scikit-learn's logistic regression (no noise): predict_proba over all `n_classes` columns (a class
+    absent from `ys` gets 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    est = LogisticRegression(max_iter=500, class_weight="balanced" if balanced else None, random_state=seed).fit(xs, ys)
+
+    def proba(z: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(z), n_classes))
+        out[:, est.classes_] = est.predict_proba(z)
+        return out
+
+    return proba
+
+
+def two_columns(p: np.ndarray) -> np.ndarray:
+    """P(positive) per row as (P(negative), P(positive)); (n, C) probabilities pass through."""
+    p = np.asarray(p, dtype=np.float64)
+    return np.stack([1.0 - p, p], axis=1) if p.ndim == 1 else p
+
+
 def _teacher_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any]) -> Any:
-    if image is None:
+    def fit(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        if image is not None:
+            return fit_cnn(xs, ys, image=image, n_classes=n_classes, epochs=p["teacher_epochs"], lr=p["lr"],
+                           batch_size=p["batch_size"], seed=seed)[1]  # fmt: skip
+        present = np.unique(ys)
+        if len(present) < 2:  # one class in the partition: it always votes that class
+            only = int(present[0]) if len(present) else 0
+            return lambda z: np.eye(n_classes)[np.full(len(z), only)]
+        # class-balanced: with a rare class (3% default) an unweighted teacher of a few hundred rows
+        # votes the majority class on every query, and the student would get no signal at all
+        return fit_logreg(xs, ys, n_classes=n_classes, seed=seed, balanced=True)
 
-        def fit_logreg(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-            from sklearn.linear_model import LogisticRegression
-
-            present = np.unique(ys)
-            if len(present) < 2:  # one class in the partition: it always votes that class
-                only = int(present[0]) if len(present) else 0
-                return lambda z: np.eye(n_classes)[np.full(len(z), only)]
-            # class-balanced: with a rare class (3% default) an unweighted teacher of a few hundred rows
-            # votes the majority class on every query, and the student would get no signal at all
-            est = LogisticRegression(max_iter=500, class_weight="balanced", random_state=seed).fit(xs, ys)
-
-            def proba(z: np.ndarray) -> np.ndarray:
-                out = np.zeros((len(z), n_classes))
-                out[:, est.classes_] = est.predict_proba(z)
-                return out
-
-            return proba
-
-        return fit_logreg
-
-    def fit_cnn(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-        import torch
-
-        from .vision.cnn import GafCNN, predict_proba, train_cnn
-
-        torch.manual_seed(seed)
-        assert image is not None
-        net = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]))
-        steps = max(1, math.ceil(p["teacher_epochs"] * len(xs) / p["batch_size"]))
-        train_cnn(net, images(xs, image), ys, steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=None)
-        return lambda z: predict_proba(net, images(z, image))
-
-    return fit_cnn
+    return fit
 
 
 def _student_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any], holder: dict[str, Any]) -> Any:
     def fit(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-        import torch
-
-        torch.manual_seed(seed)
         steps = max(1, math.ceil(p["epochs"] * len(xs) / p["batch_size"]))
+        common = {"epochs": p["epochs"], "lr": p["lr"], "batch_size": p["batch_size"], "seed": seed}
         if image is not None:
-            from .vision.cnn import GafCNN, predict_proba, train_cnn
-
-            net = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]))
-            train_cnn(net, images(xs, image), ys, steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=None)
-            holder.update(model=net, steps=steps)
-            return lambda z: predict_proba(net, images(z, image))
-        if n_classes != 2:
+            net, proba = fit_cnn(xs, ys, image=image, n_classes=n_classes, **common)
+        elif n_classes != 2:
             raise InvalidJob("PATE on a tabular table trains a binary student: give `positive`", field="positive")
-        from .dpsgd import train_mlp
-        from .nets import MLP, UnitBatches
-
-        data = UnitBatches(xs, ys.astype(np.float32), np.arange(len(xs)), np.ones(len(xs), np.int64), per_unit=False)
-        net = MLP(int(xs.shape[1]), p["hidden"])
-        train_mlp(net, data, steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=None)
+        else:
+            net, proba = fit_mlp(xs, ys, hidden=p["hidden"], **common)
         holder.update(model=net, steps=steps)
-        return lambda z: np.stack([1 - net.predict_proba(z), net.predict_proba(z)], axis=1)
+        return proba
 
     return fit
 
