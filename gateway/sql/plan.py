@@ -48,6 +48,8 @@ class Measure:
     base: str | None = None
     count: str | None = None
     center: float = 0.0
+    # The value reads no column (SUM(0)): the same on every dataset, the one case released without noise
+    constant: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,12 @@ AGG_FUNCS = {
     exp.Min: "min",
     exp.Max: "max",
 }
+
+
+#: the least per-row bound a sum over private rows is noised for. Its value is clamped to [lo, hi] in the
+#: engine query, so a degenerate interval (lo = hi: SUM(LEAST(x, 0)) with x >= 0) has sensitivity 0 in
+#: truth; it is still noised, as if a row could move it by this much, in case the analysis is wrong.
+MIN_ROW_BOUND = 1.0
 
 
 def _post_meta(t: str) -> ColumnMeta:
@@ -503,10 +511,10 @@ class _Build:
                 f"unbounded {func.upper()}",
             )
         lo, hi = iv
-        # Interval arithmetic is sound but floats round: clamp a computed value once more, unless
-        # it is built only from clamped columns and literals without arithmetic.
-        sql = typed.sql if typed.exact else clamp_sql(typed.sql, lo, hi)
-        return sql, lo, hi, bare_nonnull, typed.integer
+        # Enforce, don't infer: every value that reaches the aggregate is clamped in the engine query
+        # to the bounds its sensitivity is computed from (NULL stays NULL, NaN goes to the upper
+        # bound), whatever the analysis above concluded. A wrong interval then costs accuracy only.
+        return clamp_sql(typed.sql, lo, hi), lo, hi, bare_nonnull, typed.integer
 
     def _build_aggregate(self, node: exp.Expression) -> Aggregate:
         aid = f"_a{len(self.aggregates)}"
@@ -543,8 +551,14 @@ class _Build:
             return self._quantile(aid, node.this, self._alpha(node.expression))
         value, lo, hi, bare_nonnull, integer = self._bounded_value(node.this, func)
         norm = self._norm(node.this)
+        constant = value.find(exp.Column) is None
+
+        def sens(bound: float) -> float:
+            # Nothing data-dependent leaves without noise: a sum over columns is noised even where its
+            # clamp makes it the same on every dataset; only a literal of the query is exempt.
+            return bound if constant or bound > 0 else k * MIN_ROW_BOUND
         if func == "sum":
-            m = self._measure(f"sum:{norm}", "sum", exp.Sum(this=value), k * max(abs(lo), abs(hi)), False)
+            m = self._measure(f"sum:{norm}", "sum", exp.Sum(this=value), sens(k * max(abs(lo), abs(hi))), False, constant=constant)
             return Aggregate(aid, "sum", (m,), lo, hi, nonnegative=lo >= 0)
         count = self._count_star() if bare_nonnull else self._measure(
             f"count:{norm}", "count", exp.Count(this=value), k, True
@@ -552,12 +566,12 @@ class _Build:
         mid = (lo + hi) / 2
         half = (hi - lo) / 2
         centered = exp.Sub(this=value, expression=lit_num(mid))
-        total = self._measure(f"sum:{norm}", "sum", exp.Sum(this=value.copy()), k * max(abs(lo), abs(hi)), False)
-        s = self._measure(f"csum:{norm}", "sum", None, k * half, False, base=total, count=count, center=mid)
+        total = self._measure(f"sum:{norm}", "sum", exp.Sum(this=value.copy()), sens(k * max(abs(lo), abs(hi))), False, constant=constant)
+        s = self._measure(f"csum:{norm}", "sum", None, sens(k * half), False, base=total, count=count, center=mid, constant=constant)
         if func == "avg":
             return Aggregate(aid, "avg", (count, s), lo, hi)
         square = exp.Mul(this=exp.Paren(this=centered.copy()), expression=exp.Paren(this=centered.copy()))
-        q = self._measure(f"csq:{norm}", "sum", exp.Sum(this=square), k * half * half, False)
+        q = self._measure(f"csq:{norm}", "sum", exp.Sum(this=square), sens(k * half * half), False, constant=constant)
         kind = "var" if func.startswith("var") else "stddev"
         return Aggregate(aid, kind, (count, s, q), lo, hi, sample=not func.endswith("_pop"))
 

@@ -112,7 +112,9 @@ class Mechanisms:
             return LaplaceCount(epsilon=eps, sensitivity=int(m.sensitivity))
         if m.kind == "sum":
             if m.sensitivity == 0:
-                return None  # the value is the same constant for every row: nothing to hide
+                if not m.constant:  # the plan floors sums over columns: a 0 here is a planner bug
+                    raise AssertionError("a sum over private rows planned with sensitivity 0")
+                return None  # a literal of the query (SUM(0)): the same on every dataset
             return LaplaceFloat(epsilon=eps, sensitivity=m.sensitivity)
         if m.kind == "quantile":
             grid = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=QUANTILE_CANDIDATES)

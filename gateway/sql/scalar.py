@@ -4,6 +4,11 @@ Every scalar the engine will evaluate is rebuilt here from validated parts, neve
 caller's text. Rewrites make evaluation total, so that no value in the data can make a query fail:
 divisions and modulos by zero give NULL, casts are TRY_CASTs, arithmetic runs in DOUBLE (no integer
 overflow), literals compared with dates are parsed now, not by the engine.
+
+How each function treats NULL and what range its value has come from the engine dialect's table
+(`gateway.sql.semantics`), not from textbook SQL. The intervals found here decide sensitivities; the
+plan also clamps every aggregated value to them in the engine query, so a wrong interval costs accuracy,
+never privacy.
 """
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ from sqlglot import exp
 from gateway.catalog import ColumnMeta, ColumnType, parse_date
 from gateway.errors import InvalidSQL
 from gateway.sql.parse import position, unsupported, whole_number
+from gateway.sql.semantics import DUCKDB, UNBOUNDED, Dialect, Interval, Semantics
 
-Interval = tuple[float, float]
 NUM, STR, BOOL, DATE, ID, NULL = "num", "str", "bool", "date", "id", "null"
 MAX_LITERAL_CHARS = 1_000
 MAX_COMPILED_NODES = 20_000
@@ -32,8 +37,12 @@ class Typed:
     domain: tuple | None = None  # the public set of values it can take (for GROUP BY)
     integer: bool = False
     column: tuple[str, str] | None = None  # (table alias, column) for a bare column reference
-    exact: bool = False  # every value lies in `interval` without float rounding (no outer clamp needed)
-    nullable: bool = True  # may be NULL on some row
+    nullable: bool = True  # may be NULL on some row (declared not nullable: trusted for accuracy only)
+
+    @property
+    def arg(self) -> tuple[Interval | None, bool]:
+        """This value as an operand of a semantics table's interval rule."""
+        return self.interval, self.nullable
 
 
 @dataclass(frozen=True)
@@ -84,32 +93,6 @@ def clamp_sql(e: exp.Expression, lo: float, hi: float) -> exp.Expression:
     )
 
 
-INF = math.inf
-UNBOUNDED: Interval = (-INF, INF)
-
-
-def _mul(x: float, y: float) -> float:
-    return 0.0 if x == 0 or y == 0 else x * y  # interval convention: 0 * inf = 0
-
-
-def _ival(op: str, a: Interval | None, b: Interval | None) -> Interval:
-    a = a or UNBOUNDED
-    b = b or UNBOUNDED
-    if op == "+":
-        return a[0] + b[0], a[1] + b[1]
-    if op == "-":
-        return a[0] - b[1], a[1] - b[0]
-    if op == "*":
-        ps = [_mul(a[0], b[0]), _mul(a[0], b[1]), _mul(a[1], b[0]), _mul(a[1], b[1])]
-        return min(ps), max(ps)
-    if op == "/":
-        if not (b[0] > 0 or b[1] < 0) or any(math.isinf(x) for x in a):
-            return UNBOUNDED  # a divisor near zero is unbounded (exactly zero gives NULL)
-        qs = [x / y for x in a for y in b]
-        return min(qs), max(qs)
-    raise AssertionError(op)
-
-
 def bounded(iv: Interval | None) -> Interval | None:
     """The interval if it is a usable finite bound, else None."""
     if iv is None or not all(math.isfinite(x) for x in iv) or max(abs(iv[0]), abs(iv[1])) > 1e15:
@@ -117,20 +100,6 @@ def bounded(iv: Interval | None) -> Interval | None:
     return iv
 
 
-DATE_PARTS: dict[str, tuple[int, int] | None] = {
-    "YEAR": None,  # from the column's declared bounds
-    "QUARTER": (1, 4),
-    "MONTH": (1, 12),
-    "DAY": (1, 31),
-    "DAYOFWEEK": (0, 6),
-    "DOW": (0, 6),
-    "ISODOW": (1, 7),
-    "DAYOFYEAR": (1, 366),
-    "DOY": (1, 366),
-    "HOUR": (0, 23),
-    "MINUTE": (0, 59),
-    "WEEK": (1, 53),
-}
 PART_FUNCS = {
     exp.Year: "YEAR",
     exp.Quarter: "QUARTER",
@@ -155,9 +124,16 @@ class ScalarCompiler:
     """Compiles one scalar expression tree. `clamp=True` inside aggregates: numeric columns are
     clamped to their declared bounds, so the result's interval is a true bound on every row's value."""
 
-    def __init__(self, resolve: Resolver, *, clamp: bool) -> None:
+    def __init__(self, resolve: Resolver, *, clamp: bool, dialect: Dialect = DUCKDB) -> None:
         self.resolve = resolve
         self.clamp = clamp
+        self.dialect = dialect
+
+    def apply(self, name: str, args: list[Typed], sql: exp.Expression, *, integer: bool = False) -> Typed:
+        """A numeric function's value: its bounds and nullability by the dialect's semantics of `name`."""
+        sem: Semantics = self.dialect[name]
+        ops = [a.arg for a in args]
+        return Typed(sql, NUM, sem.bound(ops), integer=integer, nullable=sem.may_be_null(ops))
 
     def __call__(self, node: exp.Expression) -> Typed:
         typed = self.compile(node)
@@ -196,7 +172,7 @@ class ScalarCompiler:
                 domain = tuple(range(int(b[0]), int(b[1]) + 1)) + ((None,) if meta.nullable else ())
             return Typed(
                 sql, NUM, (b if clamped else UNBOUNDED), domain, integer=t == ColumnType.INT,
-                column=(ref.alias, ref.name), exact=clamped, nullable=meta.nullable,
+                column=(ref.alias, ref.name), nullable=meta.nullable,
             )
         if t == ColumnType.CATEGORY:
             cats = meta.public_categories
@@ -205,7 +181,7 @@ class ScalarCompiler:
         if t == ColumnType.BOOL:
             return Typed(
                 ref.sql, BOOL, domain=(False, True) + ((None,) if meta.nullable else ()), column=(ref.alias, ref.name),
-                exact=True, nullable=meta.nullable,
+                nullable=meta.nullable,
             )
         if t == ColumnType.DATE:
             return Typed(ref.sql, DATE, column=(ref.alias, ref.name), nullable=meta.nullable)
@@ -215,7 +191,7 @@ class ScalarCompiler:
         if node.is_string:
             if len(node.this) > MAX_LITERAL_CHARS:
                 raise unsupported(f"string literals are limited to {MAX_LITERAL_CHARS} characters", node, "literal")
-            return Typed(exp.Literal.string(node.this), STR, domain=(node.this,), exact=True, nullable=False)
+            return Typed(exp.Literal.string(node.this), STR, domain=(node.this,), nullable=False)
         try:
             v = float(node.this)
         except ValueError:
@@ -223,17 +199,17 @@ class ScalarCompiler:
         if not math.isfinite(v) or abs(v) > 1e15:
             raise unsupported("numeric literals are limited to magnitude 1e15", node, "literal")
         is_int = float(v).is_integer() and "." not in node.this and "e" not in node.this.lower()
-        return Typed(lit_num(v), NUM, (v, v), (int(v) if is_int else v,), integer=is_int, exact=True, nullable=False)
+        return Typed(lit_num(v), NUM, (v, v), (int(v) if is_int else v,), integer=is_int, nullable=False)
 
     def _boolean(self, node: exp.Boolean) -> Typed:
-        return Typed(exp.Boolean(this=bool(node.this)), BOOL, domain=(bool(node.this),), exact=True, nullable=False)
+        return Typed(exp.Boolean(this=bool(node.this)), BOOL, domain=(bool(node.this),), nullable=False)
 
     def _null(self, node: exp.Null) -> Typed:
-        return Typed(exp.Null(), NULL, domain=(None,), exact=True)
+        return Typed(exp.Null(), NULL, domain=(None,))
 
     def _paren(self, node: exp.Paren) -> Typed:
         inner = self.compile(node.this)
-        return Typed(exp.Paren(this=inner.sql), inner.type, inner.interval, inner.domain, inner.integer, exact=inner.exact, nullable=inner.nullable)
+        return Typed(exp.Paren(this=inner.sql), inner.type, inner.interval, inner.domain, inner.integer, nullable=inner.nullable)
 
     # arithmetic
     def _num(self, node: exp.Expression, what: str) -> Typed:
@@ -248,33 +224,19 @@ class ScalarCompiler:
         left, right = as_double(a.sql), as_double(b.sql)
         if op in ("/", "%"):
             right = exp.Nullif(this=right, expression=exp.Literal.number(0))
-        cls = type(node)
-        sql = exp.Paren(this=cls(this=left, expression=right))
-        if op == "%":
-            m = max(abs(b.interval[0]), abs(b.interval[1])) if b.interval else INF
-            iv = (-m, m)
-        else:
-            iv = _ival(op, a.interval, b.interval)
-        return Typed(sql, NUM, iv, nullable=a.nullable or b.nullable or op in ("/", "%"))
+        sql = exp.Paren(this=type(node)(this=left, expression=right))
+        return self.apply(op, [a, b], sql)
 
     def _neg(self, node: exp.Neg) -> Typed:
         a = self._num(node.this, "-")
-        iv = (-(a.interval or UNBOUNDED)[1], -(a.interval or UNBOUNDED)[0])
-        return Typed(exp.Neg(this=as_double(a.sql)), NUM, iv, integer=a.integer, exact=a.exact, nullable=a.nullable)
+        return self.apply("NEG", [a], exp.Neg(this=as_double(a.sql)), integer=a.integer)
 
     def _unary_func(self, node: exp.Expression) -> Typed:
         name = UNARY_NUM[type(node)]
         if isinstance(node, (exp.Floor, exp.Ceil)) and node.args.get("decimals") is not None:
             raise unsupported(f"{name} takes one argument", node)
         a = self._num(node.this, name)
-        lo, hi = a.interval or UNBOUNDED
-        if name == "ABS":
-            iv = (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
-        elif name == "SIGN":
-            iv = (-1.0, 1.0)
-        else:  # FLOOR and CEIL move a value by less than one
-            iv = (lo - 1, hi + 1)
-        return Typed(exp.Anonymous(this=name, expressions=[as_double(a.sql)]), NUM, iv, nullable=a.nullable)
+        return self.apply(name, [a], exp.Anonymous(this=name, expressions=[as_double(a.sql)]))
 
     def _round(self, node: exp.Round) -> Typed:
         a = self._num(node.this, "ROUND")
@@ -289,10 +251,8 @@ class ScalarCompiler:
             if not -15 <= d <= 15:
                 raise unsupported("ROUND's digits must be between -15 and 15", digits, "ROUND")
             args.append(exp.Literal.number(d))
-        step = 10.0 ** (-d)
-        lo, hi = a.interval or UNBOUNDED
-        iv = (lo - step, hi + step)
-        return Typed(exp.Anonymous(this="ROUND", expressions=args), NUM, iv, nullable=a.nullable)
+        digits_arg = Typed(exp.Literal.number(d), NUM, (float(d), float(d)), nullable=False)
+        return self.apply("ROUND", [a, digits_arg], exp.Anonymous(this="ROUND", expressions=args))
 
     def _least_greatest(self, node: exp.Expression) -> Typed:
         is_least = isinstance(node, exp.Least)
@@ -301,17 +261,14 @@ class ScalarCompiler:
         if len(types) > 1:
             raise unsupported("LEAST/GREATEST need arguments of one type", node)
         t = types.pop() if types else NULL
-        iv = None
-        if t == NUM:
-            ivs = [p.interval or UNBOUNDED for p in parts if p.type == NUM]
-            pick = min if is_least else max
-            iv = (pick(i[0] for i in ivs), pick(i[1] for i in ivs))
+        sem = self.dialect["LEAST" if is_least else "GREATEST"]
+        present = [p.arg for p in parts if p.type != NULL]  # a NULL literal is never an operand that counts
+        iv = sem.bound(present) if t == NUM else None
         args = [unify(t, p) for p in parts]
         cls = exp.Least if is_least else exp.Greatest
         # DuckDB's LEAST/GREATEST skip NULLs; saying so keeps sqlglot from repeating the arguments
         return Typed(
-            cls(this=args[0], expressions=args[1:], ignore_nulls=True), t, iv,
-            exact=all(p.exact for p in parts), nullable=all(p.nullable for p in parts),
+            cls(this=args[0], expressions=args[1:], ignore_nulls=True), t, iv, nullable=sem.may_be_null(present) if present else True,
         )
 
     def _coalesce(self, node: exp.Coalesce) -> Typed:
@@ -320,12 +277,11 @@ class ScalarCompiler:
         if len(types) > 1:
             raise unsupported("COALESCE needs arguments of one type", node)
         t = types.pop() if types else NULL
-        iv = _union([p for p in parts if p.type == NUM]) if t == NUM else None
+        sem = self.dialect["COALESCE"]
+        present = [p.arg for p in parts if p.type != NULL]
+        iv = sem.bound(present) if t == NUM else None
         args = [unify(t, p) for p in parts]
-        return Typed(
-            exp.Coalesce(this=args[0], expressions=args[1:]), t, iv,
-            exact=all(p.exact for p in parts), nullable=all(p.nullable for p in parts),
-        )
+        return Typed(exp.Coalesce(this=args[0], expressions=args[1:]), t, iv, nullable=sem.may_be_null(present) if present else True)
 
     # predicates
     def _coerce_pair(self, a: Typed, b: Typed, node: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
@@ -470,7 +426,8 @@ class ScalarCompiler:
         if len(types) > 1:
             raise unsupported("CASE branches must have one type", node, "CASE")
         t = types.pop() if types else NULL
-        iv = _union([r for r in results if r.type == NUM]) if t == NUM else None
+        sem = self.dialect["CASE"]
+        iv = sem.bound([r.arg for r in results if r.type == NUM]) if t == NUM else None
         domain = None
         if all(r.domain is not None and isinstance(r.sql, (exp.Literal, exp.Null, exp.Boolean)) for r in results):
             seen: dict = {}
@@ -483,10 +440,7 @@ class ScalarCompiler:
             return unify(t, r)
 
         ifs = [exp.If(this=c, true=cast(v)) for c, v in branches]
-        return Typed(
-            exp.Case(ifs=ifs, default=cast(dval)), t, iv, domain,
-            exact=all(r.exact for r in results), nullable=any(r.nullable for r in results),
-        )
+        return Typed(exp.Case(ifs=ifs, default=cast(dval)), t, iv, domain, nullable=sem.may_be_null([r.arg for r in results]))
 
     def _cast(self, node: exp.Cast) -> Typed:
         to = node.args["to"]
@@ -495,24 +449,25 @@ class ScalarCompiler:
         if t is None:
             raise unsupported(f"casts to {target} are not supported", node, "CAST")
         a = self.compile(node.this)
-        iv = (a.interval or UNBOUNDED) if t == NUM else None
-        if iv is not None and target in ("INT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT"):
-            iv = (iv[0] - 1, iv[1] + 1)  # rounding to an integer moves a value by less than one
-        return Typed(exp.TryCast(this=a.sql, to=exp.DataType.build(target)), t, iv)
+        sql = exp.TryCast(this=a.sql, to=exp.DataType.build(target))
+        if t != NUM:
+            return Typed(sql, t, nullable=self.dialect["CAST"].may_be_null([a.arg]))
+        whole = target in ("INT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT")
+        return self.apply("CAST_INTEGER" if whole else "CAST_NUMBER", [a], sql, integer=whole)
 
     # dates
     def _part(self, part: str, arg: exp.Expression, node: exp.Expression) -> Typed:
         part = part.upper()
-        if part not in DATE_PARTS:
+        parts = self.dialect.date_parts
+        if part not in parts:
             raise unsupported(f"date part {part} is not supported", node, "date part")
         a = self.compile(arg)
         if a.type != DATE:
             raise unsupported(f"{part} needs a date value", node, "date part")
-        rng = DATE_PARTS[part]
+        rng = parts[part]
         # A part's own range (MONTH in 1..12) holds for every value; YEAR's range comes from the
-        # column's declared bounds, which the data need not respect: such a value is not exact, so
-        # an aggregate clamps it (a date in 2262 must not move a SUM by more than the bounds say).
-        intrinsic = rng is not None
+        # column's declared bounds, which the data need not respect: an aggregate's clamp holds it
+        # there (a date in 2262 must not move a SUM by more than the bounds say).
         domain = None
         if rng is None and a.column is not None:
             b = self._date_bounds(a)
@@ -522,7 +477,8 @@ class ScalarCompiler:
             domain = tuple(range(rng[0], rng[1] + 1)) + ((None,) if self._nullable(a) else ())
         iv = (float(rng[0]), float(rng[1])) if rng is not None else None
         sql = exp.Extract(this=exp.var(part), expression=a.sql)
-        return Typed(sql, NUM, iv, domain, integer=True, exact=intrinsic, nullable=a.nullable)
+        value = self.apply("DATE_PART", [Typed(a.sql, NUM, iv, nullable=a.nullable)], sql, integer=True)
+        return Typed(sql, NUM, iv, domain, integer=True, nullable=value.nullable)
 
     def _date_bounds(self, a: Typed) -> tuple[dt.datetime, dt.datetime] | None:
         ref = self._ref_of(a)
@@ -550,7 +506,7 @@ class ScalarCompiler:
             p = node.expressions[0]
             if isinstance(p, exp.Literal) and p.is_string:
                 return self._part(p.this, node.expressions[1], node)
-        if name in DATE_PARTS and len(node.expressions) == 1:
+        if name in self.dialect.date_parts and len(node.expressions) == 1:
             return self._part(name, node.expressions[0], node)
         raise unsupported(f"function {name} is not supported", node, f"function {name}")
 
@@ -564,12 +520,7 @@ class ScalarCompiler:
         a = self.compile(node.this)
         if a.type not in (STR, NULL):
             raise unsupported("LENGTH needs a text value", node)
-        return Typed(exp.Length(this=a.sql), NUM, (0.0, INF))
-
-
-def _union(parts: list[Typed]) -> Interval:
-    ivs = [p.interval or UNBOUNDED for p in parts]
-    return (min(i[0] for i in ivs), max(i[1] for i in ivs)) if ivs else UNBOUNDED
+        return self.apply("LENGTH", [a], exp.Length(this=a.sql), integer=True)
 
 
 _HANDLERS: dict[type, Callable[[ScalarCompiler, exp.Expression], Typed]] = {
