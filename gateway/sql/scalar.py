@@ -453,6 +453,8 @@ class ScalarCompiler:
         if t != NUM:
             return Typed(sql, t, nullable=self.dialect["CAST"].may_be_null([a.arg]))
         whole = target in ("INT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT")
+        if a.type == BOOL:  # true and false cast to 1 and 0
+            a = Typed(a.sql, NUM, (0.0, 1.0), integer=True, nullable=a.nullable)
         return self.apply("CAST_INTEGER" if whole else "CAST_NUMBER", [a], sql, integer=whole)
 
     # dates
