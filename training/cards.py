@@ -13,6 +13,7 @@ from typing import Any
 
 from mechanisms import Cost
 
+from .classic import CLASSIC_METHODS
 from .features import FeatureSpec
 from .jobs import JobSpec
 
@@ -118,7 +119,7 @@ def model_card(
                 "privacy unit. The student saw only public rows and their noisy labels."
             ]
         else:
-            card["caveats"] = [DIFFPRIVLIB_CAVEAT]
+            card["caveats"] = [DIFFPRIVLIB_CAVEAT] if CLASSIC_METHODS[job.method].diffprivlib_noise else []
         if spec.label.multiclass:
             card["caveats"].append(
                 "Metrics come from noisy counts of correct and wrong held-out predictions (accuracy); they "

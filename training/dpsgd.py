@@ -246,6 +246,9 @@ def train_model(
             collate_fn=data.collate,  # an empty sample collates to an empty batch: the step adds noise only
         )
     else:
+        if len(data) == 0:  # nothing to learn from without noise (PATE's student on no labels): untrained
+            model.eval()
+            return 0
         module, optimizer = model, base
         loader = DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=data.collate)
     model.train()
@@ -264,8 +267,6 @@ def train_model(
                     on_step(done)
                 if done >= steps:
                     break
-            if len(data) == 0 and plan is None:
-                break
     finally:
         if plan is not None and hasattr(module, "remove_hooks"):
             module.remove_hooks()

@@ -10,8 +10,9 @@ booleans are 0/1; a NULL encodes as 0, and a nullable column gets one more featu
 indicator (for a nullable category, NULL is part of its public domain and the indicator is its one-hot
 bit).
 
-The encoded rows lie in [0, 1]^d with at most one 1 per one-hot group, which bounds their L2 norm by a
-public constant (`FeatureSpec.max_norm`): diffprivlib's logistic regression needs that bound.
+The encoded rows lie in [0, 1]^d with at most one 1 per one-hot group, which bounds their L1 and L2 norms
+by public constants (`FeatureSpec.max_l1`, `FeatureSpec.max_norm`): the classic models' sensitivities
+rest on them. No category list, bound or class set is ever read from the rows.
 """
 
 from __future__ import annotations
@@ -253,11 +254,17 @@ class FeatureSpec:
         return sum(c.width for c in self.columns)
 
     @property
+    def max_l1(self) -> int:
+        """A public bound on the L1 norm of an encoded row (and on the number of its non-zero entries):
+        every entry is in [0, 1], a one-hot group has one 1 at most, and a NULL indicator is 1 only where
+        the value's entries are 0 — so each column contributes at most its number of value entries."""
+        return sum(1 if c.type == "category" else 1 + 2 * len(c.cycles) for c in self.columns)
+
+    @property
     def max_norm(self) -> float:
-        """A public bound on the L2 norm of an encoded row: every entry is in [0, 1], a one-hot group
-        has one 1 at most, and a NULL indicator is 1 only where the value's entries are 0."""
-        per_column = [1 if c.type == "category" else 1 + 2 * len(c.cycles) for c in self.columns]
-        return math.sqrt(sum(per_column))
+        """A public bound on the L2 norm of an encoded row: sqrt(`max_l1`), as every entry is in [0, 1]
+        and at most `max_l1` of them are non-zero."""
+        return math.sqrt(self.max_l1)
 
     def output_names(self) -> list[str]:
         return [n for c in self.columns for n in c.output_names()]

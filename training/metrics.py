@@ -15,6 +15,13 @@ over that per-unit sample of the held-out rows. Accuracy (at score 0.5) and ROC-
 counted one half) are then computed from the noisy counts, clipped at 0: post-processing, free.
 
 The cost is the metrics' share of the job's ε, charged with the rest of the job before training starts.
+
+One shape, whatever the rows. The release always has the same keys, and always runs: an empty held-out
+part, or one holding one class only, releases noisy histograms like any other. Accuracy is null only
+where the clipped noisy counts sum to 0, and AUC only where the clipped noisy positive or negative counts
+do: a rule applied to the noisy release (post-processing), never to the exact counts, so whether a
+figure is null costs nothing more and says no more than the release itself. The exact figures
+(`exact_metrics`, administrators only) are not releases and follow the rows.
 """
 
 from __future__ import annotations

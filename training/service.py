@@ -417,7 +417,7 @@ class TrainingService:
                 "delta": 0.0,
                 "rows_per_unit": r,
                 "row_epsilon": str(model_eps / r),
-                "accountant": "pure ε (diffprivlib), group privacy over rows_per_unit rows",
+                "accountant": "pure ε, group privacy over rows_per_unit rows",
             }
             cost = Cost(model_eps + metrics_eps, Fraction(0))
         assert cost.fits_within(Cost(job.epsilon, job.delta))

@@ -21,7 +21,12 @@ Edge cases kept inside the sensitivity argument:
   casts one vote, so the number of votes never depends on the data, and a unit arriving in that
   partition changes that one teacher only;
 * a teacher whose partition holds one class only votes that class on every query (without calling
-  `fit_teacher`, which for many learners fails on one class): again a function of its partition alone.
+  `fit_teacher`, which for many learners fails on one class): again a function of its partition alone;
+* the student is trained on whatever the aggregator released — possibly one class only, or (every
+  Confident-GNMax query abstaining) no row at all — with `fit_student`, which must accept both. So once
+  the plan is charged, whether a student comes out never depends on the private rows (a table whose
+  rows hold one class gives a student as any other does), and the class set it predicts over is the
+  public ``n_classes``.
 
 Query selection: the first ``plan.queries`` rows of a seeded permutation of `x_public` (public data,
 no privacy cost). A plan that pays for more queries than there are public rows is refused before
@@ -67,7 +72,7 @@ Fit = Callable[[np.ndarray, np.ndarray, int], Predict]
 
 #: the class an empty partition's teacher votes on every query
 EMPTY_VOTE = 0
-#: the fewest labelled public rows a student is trained on
+#: the fewest answers a plan must be able to give (checked before the charge, from the plan alone)
 MIN_LABELLED = 10
 
 # share of `on_progress` spent training teachers (then labelling, then the student)
@@ -189,10 +194,11 @@ def train_pate(
     2. the queries: the first ``plan.queries`` rows of a permutation of `x_public` seeded by `seed`;
     3. ``label_queries(plan, ..., charge=charge)``: the cost is charged first (if `charge` raises, no
        teacher predicts and the exception propagates), then the teachers vote, lazily;
-    4. ``fit_student`` on the queried rows that got a label (abstentions dropped) and their noisy labels.
+    4. ``fit_student`` on the queried rows that got a label (abstentions dropped) and their noisy labels,
+       however few rows and classes that leaves (none, one class: `fit_student` must accept them).
 
-    Raises ValueError on inconsistent inputs before anything is trained or charged, and after the
-    charge when fewer than `MIN_LABELLED` rows or fewer than 2 classes got labels (the charge stands).
+    Raises ValueError on inconsistent inputs, all before anything is trained or charged: after the
+    charge nothing the private rows hold can stop the run.
     """
     k = _n_classes(n_classes)
     if not isinstance(plan, PATEPlan):
@@ -240,11 +246,7 @@ def train_pate(
     if on_progress is not None:
         on_progress(_LABELLED_AT)
     keep = labels != ABSTAIN
-    labelled = int(keep.sum())
-    if labelled < MIN_LABELLED:
-        raise ValueError(f"only {labelled} public rows got a label; the student needs at least {MIN_LABELLED}")
-    if np.unique(labels[keep]).size < 2:
-        raise ValueError("the noisy labels hold a single class: no student can be trained on them")
+    labelled = int(keep.sum())  # a function of the released labels only; any number, 0 included, trains
     student = fit_student(queried[keep], labels[keep], _seed(seed, _STUDENT_STREAM))
     width = xp.shape[1]  # the returned closure must not hold on to the private matrix
 
