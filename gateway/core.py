@@ -10,6 +10,7 @@ from gateway.errors import InvalidRequest
 from gateway.settings import Settings
 from gateway.sql.plan import Plan, Planner
 from gateway.sql.release import Accuracy, Answer, expected_accuracy, release
+from mechanisms import threshold
 from mechanisms.cost import Cost, to_fraction
 
 MAX_EPSILON = Fraction(100)
@@ -40,6 +41,7 @@ class Gateway:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, demo: bool | None = None) -> Gateway:
+        threshold.configure(max_candidates=settings.threshold_max_groups)  # process-wide, public
         engine = DuckDBEngine(settings.engine_path, seed=settings.secret_seed(), threads=settings.engine_threads)
         gw = cls(engine)
         if settings.demo.enabled if demo is None else demo:

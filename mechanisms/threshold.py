@@ -8,13 +8,25 @@ chance that a unit's own keys show up (Rogers23). The noise on released counts i
 Source: OpenDP ``make_laplace_threshold`` on ``map_domain(atom_domain(T=str), atom_domain(T=i64))`` with
 ``l01inf_distance(absolute_distance(T=i64))``. The scale comes from ε (ε = L1 / scale), the threshold is
 the smallest integer whose δ fits, and both are checked against OpenDP's own privacy map.
+
+Timing: the whole step — building the count map from the caller's (key, count) pairs, OpenDP's draw,
+reading the released map back — is padded (`mechanisms._timing`) to a deadline sized by
+`max_candidates`, a public cap (the `threshold_max_groups` setting, default 10,000), never by the number
+of keys the data hold. When the data hold more candidate keys than the cap, the release still runs on
+all of them: truncating the candidate set (a LIMIT, the top keys by hash) would not be DP (a new unit's
+keys could displace keys with large counts), and refusing after the rows are read would itself reveal
+that the data hold more keys than the cap. Such a step may overrun its deadline (from about twice the
+cap, the per-key budget's headroom); an overrun is counted in `_timing.overruns()`, and its time then
+grows with the number of keys: that is the one case where this step's time depends on the data.
+The engine's work before the step (grouping, fetching one row per key) is not padded here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 from ._opendp import at_most, calibrate, dp
 from ._timing import padded
@@ -23,10 +35,31 @@ from .base import Frozen, positive_fraction, positive_int
 from .cost import Cost
 from .laplace import integer_values
 
-__all__ = ["ThresholdCounts"]
+__all__ = ["MAX_CANDIDATES", "ThresholdCounts", "configure", "default_max_candidates"]
+
+H = TypeVar("H", bound=Hashable)
 
 _I64 = "i64"
 _MAX_THRESHOLD = 2**62
+
+#: candidate keys the padding of one release is sized for, unless configured (`threshold_max_groups`)
+MAX_CANDIDATES = 10_000
+_lock = threading.Lock()
+_max_candidates = MAX_CANDIDATES
+
+
+def configure(*, max_candidates: int) -> None:
+    """Set the cap that a `ThresholdCounts` built without `max_candidates` takes (process-wide; the
+    gateway sets it from its settings at start)."""
+    global _max_candidates
+    cap = positive_int(max_candidates, name="max_candidates")
+    with _lock:
+        _max_candidates = cap
+
+
+def default_max_candidates() -> int:
+    """The cap a `ThresholdCounts` built now without `max_candidates` takes."""
+    return _max_candidates
 
 
 class ThresholdCounts(Frozen):
@@ -34,13 +67,25 @@ class ThresholdCounts(Frozen):
 
     name = "laplace_threshold"
 
-    def __init__(self, *, epsilon: Fraction, delta: Fraction, max_partitions: int, max_rows: int) -> None:
+    def __init__(
+        self,
+        *,
+        epsilon: Fraction,
+        delta: Fraction,
+        max_partitions: int,
+        max_rows: int,
+        max_candidates: int | None = None,
+    ) -> None:
         self.epsilon = positive_fraction(epsilon, name="epsilon")
         self.delta = positive_fraction(delta, name="delta")
         if self.delta >= 1:
             raise ValueError("delta must be < 1")
         self.max_partitions = positive_int(max_partitions, name="max_partitions")
         self.max_rows = positive_int(max_rows, name="max_rows")
+        # public: sizes the padding of `release`; not a privacy parameter (the release reads every key)
+        self.max_candidates = positive_int(
+            default_max_candidates() if max_candidates is None else max_candidates, name="max_candidates"
+        )
         self.cost = Cost(self.epsilon, self.delta)
         # (L0, L1, L∞): a unit touches <= max_partitions keys, <= max_rows rows over all of them
         self.d_in = (self.max_partitions, self.max_rows, self.max_rows)
@@ -94,17 +139,54 @@ class ThresholdCounts(Frozen):
         """Discrete Laplace half-width for a released count (noise before the threshold cut)."""
         return discrete_laplace_ci(self.scale, 0.05)
 
-    def release(self, counts: Mapping[str, int]) -> dict[str, int]:
-        """Noisy counts of the keys that pass the threshold; the other keys are dropped."""
-        keys = list(counts.keys())
-        if not all(isinstance(k, str) for k in keys):
-            raise ValueError("keys must be strings (stringify them before release)")
-        values = integer_values([counts[k] for k in keys], name="counts")
-        noisy = padded(lambda: self.measurement(dict(zip(keys, values))), values=len(keys), kind="threshold")
-        return {str(k): int(v) for k, v in noisy.items()}
+    def release(
+        self,
+        counts: Mapping[H, int] | Iterable[tuple[H, int]],
+        *,
+        key: Callable[[H], str] | None = None,
+        then: Callable[[dict[H, int]], None] | None = None,
+    ) -> dict[H, int]:
+        """Noisy counts of the keys that pass the threshold, keyed as the caller keyed them; the other
+        keys are dropped.
+
+        `counts` maps each candidate key to its exact count, or is an iterable of ``(key, count)`` pairs
+        (read inside the padded step: pass a generator over the engine's rows). `key` turns a key into
+        the string OpenDP's map holds (default: the keys must be strings); it must be one-to-one. Should
+        two keys share a string, they are one key to OpenDP: their counts add (a unit still touches at
+        most `max_partitions` keys and `max_rows` rows) and the first of them names it. The step takes
+        ``deadline(max_candidates)`` whatever the number of keys (more keys than that: module docstring).
+        `then`, if given, runs on the released map inside the step too (the caller's work whose time
+        grows with the number of candidate keys, such as dropping what was not released).
+        """
+        def step() -> dict[H, int]:
+            out = self._release(counts, key)
+            if then is not None:
+                then(out)
+            return out
+
+        return padded(step, values=self.max_candidates, kind="threshold")
+
+    def _release(self, counts: Mapping[H, int] | Iterable[tuple[H, int]], key: Callable[[H], str] | None) -> dict[H, int]:
+        pairs = counts.items() if isinstance(counts, Mapping) else counts
+        names: dict[str, H] = {}
+        keyed: list[str] = []
+        raw: list[Any] = []
+        for k, v in pairs:
+            name = k if key is None else key(k)
+            if not isinstance(name, str):
+                raise ValueError("keys must be strings (stringify them before release, or pass key=)")
+            names.setdefault(name, k)
+            keyed.append(name)
+            raw.append(v)
+        data: dict[str, int] = {}
+        for name, v in zip(keyed, integer_values(raw, name="counts")):
+            data[name] = data.get(name, 0) + v
+        noisy = self.measurement(data)
+        return {names[str(n)]: int(v) for n, v in noisy.items()}
 
     def __repr__(self) -> str:
         return (
             f"ThresholdCounts(epsilon={self.epsilon}, delta={self.delta}, max_partitions={self.max_partitions}, "
-            f"max_rows={self.max_rows}, scale={self.scale!r}, threshold={self.threshold})"
+            f"max_rows={self.max_rows}, max_candidates={self.max_candidates}, scale={self.scale!r}, "
+            f"threshold={self.threshold})"
         )

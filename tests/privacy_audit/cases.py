@@ -335,9 +335,14 @@ class _Watch:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._mech, name)
 
-    def release(self, values: Any) -> Any:
-        self._calls.append((self._mech, "release", (copy.deepcopy(values),)))
-        return self._mech.release(values)
+    def release(self, values: Any, *, key: Any = None, then: Any = None) -> Any:
+        if key is None:
+            self._calls.append((self._mech, "release", (copy.deepcopy(values),)))
+            return self._mech.release(values)
+        # ThresholdCounts given (cell, count) pairs and how to stringify a cell: record the string map
+        pairs = list(values.items() if isinstance(values, dict) else values)
+        self._calls.append((self._mech, "release", ({key(c): v for c, v in pairs},)))
+        return self._mech.release(pairs, key=key, then=then)
 
     def release_from_histogram(self, below: Any, equal: Any, above: Any) -> Any:
         self._calls.append((self._mech, "histogram", (list(below), list(equal), list(above))))
