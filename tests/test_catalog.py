@@ -332,9 +332,7 @@ def test_bad_image_metadata_is_refused_naming_the_problem(change: Callable, word
         assert word.lower() in err.message.lower(), (word, err.message)
 
 
-def test_registering_a_400_column_image_table_is_fast() -> None:
-    import time
-
+def test_registering_a_400_column_image_table_answers() -> None:
     import numpy as np
     import pandas as pd
 
@@ -348,8 +346,6 @@ def test_registering_a_400_column_image_table_is_fast() -> None:
     engine.load_frame("raw_img", frame)
     gw = Gateway(engine)
     raw["tables"] = {"img": raw["tables"]["img"]}
-    start = time.perf_counter()
-    gw.register(raw)
-    assert time.perf_counter() - start < 20  # about a second
+    gw.register(raw)  # about a second (a speed figure: bench/, not a test)
     answer = gw.query("retail", "SELECT label, COUNT(*) AS n FROM img GROUP BY label", epsilon=1)
     assert sorted(r[0] for r in answer.rows) == ["a", "b"]

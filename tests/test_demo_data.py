@@ -383,14 +383,11 @@ def test_candlesticks_tables(demo: tuple[pathlib.Path, list[dict]]) -> None:
     assert load_candlesticks()[0].equals(private)
 
 
-def test_candlesticks_registers_fast_and_answers_private_sql(demo: tuple[pathlib.Path, list[dict]]) -> None:
+def test_candlesticks_registers_and_answers_private_sql(demo: tuple[pathlib.Path, list[dict]]) -> None:
     _, entries = demo
     entry = next(e for e in entries if e["name"] == "candlesticks")
     gw = Gateway(DuckDBEngine(None, seed="test-seed"))
-    start = time.perf_counter()
-    meta = gw.register(entry)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 20, elapsed  # about 2 s for 400 bounded columns
+    meta = gw.register(entry)  # about 2 s for 400 bounded columns (a speed figure: bench/, not a test)
     assert meta.tables["windows"].image is not None and meta.tables["windows"].image.window == 10
     answer = gw.query("candlesticks", "SELECT label, COUNT(*) AS n FROM windows GROUP BY label", epsilon=1)
     assert answer.columns == ["label", "n"]
