@@ -22,7 +22,7 @@ from sqlglot import exp
 from gateway.catalog import ColumnMeta, ColumnType, DatasetMeta
 from gateway.errors import InvalidRequest
 from gateway.sql.parse import parse, unsupported, whole_number
-from gateway.sql.scalar import BOOL, DATE, ID, NUM, STR, ColumnRef, ScalarCompiler, Typed, bounded, clamp_sql, lit_num
+from gateway.sql.scalar import BOOL, DATE, ID, NUM, STR, ColumnRef, ScalarCompiler, Typed, bounded, enforce_clamp, lit_num
 from gateway.sql.source import Relations, Source
 from mechanisms.cost import Cost
 
@@ -514,7 +514,11 @@ class _Build:
         # Enforce, don't infer: every value that reaches the aggregate is clamped in the engine query
         # to the bounds its sensitivity is computed from (NULL stays NULL, NaN goes to the upper
         # bound), whatever the analysis above concluded. A wrong interval then costs accuracy only.
-        return clamp_sql(typed.sql, lo, hi), lo, hi, bare_nonnull, typed.integer
+        # A bare column read from the copy the engine stored clamped to exactly these bounds is that
+        # clamp already (the copy is rebuilt whenever the metadata change); anything computed is not.
+        if typed.stored_clamp == (lo, hi):
+            return typed.sql, lo, hi, bare_nonnull, typed.integer
+        return enforce_clamp(typed.sql, lo, hi), lo, hi, bare_nonnull, typed.integer
 
     def _build_aggregate(self, node: exp.Expression) -> Aggregate:
         aid = f"_a{len(self.aggregates)}"

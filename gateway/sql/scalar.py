@@ -38,6 +38,9 @@ class Typed:
     integer: bool = False
     column: tuple[str, str] | None = None  # (table alias, column) for a bare column reference
     nullable: bool = True  # may be NULL on some row (declared not nullable: trusted for accuracy only)
+    # the bounds the engine itself clamped this value to: a bare numeric column read from its stored
+    # clamped copy (made by the engine at registration with the declared bounds); None for anything else
+    stored_clamp: Interval | None = None
 
     @property
     def arg(self) -> tuple[Interval | None, bool]:
@@ -91,6 +94,46 @@ def clamp_sql(e: exp.Expression, lo: float, hi: float) -> exp.Expression:
         ],
         default=e.copy(),
     )
+
+
+def literal_value(e: exp.Expression) -> float | None:
+    """The number a literal stands for, through the casts to DOUBLE and negations the compiler wraps
+    it in (`-5` in a CASE branch is CAST(-CAST(5 AS DOUBLE) AS DOUBLE))."""
+    sign = 1.0
+    while True:
+        if isinstance(e, exp.Cast) and e.to.this == exp.DataType.Type.DOUBLE:
+            e = e.this
+        elif isinstance(e, exp.Neg):
+            sign, e = -sign, e.this
+        elif isinstance(e, exp.Paren):
+            e = e.this
+        else:
+            break
+    if isinstance(e, exp.Literal) and not e.is_string:
+        try:
+            return sign * float(e.this)
+        except ValueError:
+            return None
+    return None
+
+
+def enforce_clamp(e: exp.Expression, lo: float, hi: float) -> exp.Expression:
+    """`e` clamped to [lo, hi] in the engine, as `clamp_sql`, with the clamp pushed into the branches of
+    a CASE (each branch clamped: the CASE's value is one of them or NULL) and a literal branch clamped
+    now, exactly: `CASE WHEN fraud THEN 1 ELSE 0 END` in [0, 1] runs as it is instead of evaluating the
+    CASE three times per row."""
+    if isinstance(e, exp.Paren):
+        return enforce_clamp(e.this, lo, hi)
+    if isinstance(e, exp.Null):
+        return e.copy()
+    v = literal_value(e)
+    if v is not None and math.isfinite(v):
+        return as_double(lit_num(min(max(v, lo), hi)))
+    if isinstance(e, exp.Case) and e.this is None:
+        ifs = [exp.If(this=i.this.copy(), true=enforce_clamp(i.args["true"], lo, hi)) for i in e.args["ifs"]]
+        default = e.args.get("default")
+        return exp.Case(ifs=ifs, default=enforce_clamp(default, lo, hi) if default is not None else exp.Null())
+    return clamp_sql(e, lo, hi)
 
 
 def bounded(iv: Interval | None) -> Interval | None:
@@ -173,6 +216,7 @@ class ScalarCompiler:
             return Typed(
                 sql, NUM, (b if clamped else UNBOUNDED), domain, integer=t == ColumnType.INT,
                 column=(ref.alias, ref.name), nullable=meta.nullable,
+                stored_clamp=b if clamped and ref.clamped_sql is not None else None,
             )
         if t == ColumnType.CATEGORY:
             cats = meta.public_categories
