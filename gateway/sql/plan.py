@@ -22,7 +22,7 @@ from sqlglot import exp
 from gateway.catalog import ColumnMeta, ColumnType, DatasetMeta
 from gateway.errors import InvalidRequest
 from gateway.sql.parse import parse, unsupported, whole_number
-from gateway.sql.scalar import BOOL, DATE, ID, NUM, STR, ColumnRef, ScalarCompiler, Typed, bounded, enforce_clamp, lit_num
+from gateway.sql.scalar import BOOL, DATE, ID, NUM, STR, ColumnRef, ScalarCompiler, Typed, as_double, bounded, enforce_clamp, lit_num
 from gateway.sql.source import Relations, Source
 from mechanisms.cost import Cost
 
@@ -544,7 +544,13 @@ class _Build:
             typed, bare_nonnull = self._value(arg, "count")
             if bare_nonnull:
                 return Aggregate(aid, "count", (self._count_star(),), nonnegative=True)
-            m = self._measure(f"count:{self._norm(arg)}", "count", exp.Count(this=self.rows_scalar(arg).sql), k, True)
+            if typed.type == BOOL or (typed.type == NUM and bounded(typed.interval) is not None):
+                # the count AVG(x) and VARIANCE(x) use too: of the clamped value, one measure under one
+                # key (the raw value's NULLs can differ: TRY_CAST of a raw value out of range)
+                value = self._bounded_value(arg, "count")[0]
+                m = self._measure(f"count:{self._norm(arg)}", "count", exp.Count(this=value), k, True)
+            else:
+                m = self._measure(f"count:raw:{self._norm(arg)}", "count", exp.Count(this=self.rows_scalar(arg).sql), k, True)
             return Aggregate(aid, "count", (m,), nonnegative=True)
         if node.args.get("distinct") or isinstance(node.this, exp.Distinct):
             raise unsupported(f"{func.upper()}(DISTINCT ...) is not supported", node, f"{func.upper()} DISTINCT")
@@ -569,7 +575,7 @@ class _Build:
         )
         mid = (lo + hi) / 2
         half = (hi - lo) / 2
-        centered = exp.Sub(this=value, expression=lit_num(mid))
+        centered = exp.Sub(this=as_double(value), expression=lit_num(mid))  # DOUBLE: an int column squared overflows BIGINT
         total = self._measure(f"sum:{norm}", "sum", exp.Sum(this=value.copy()), sens(k * max(abs(lo), abs(hi))), False, constant=constant)
         s = self._measure(f"csum:{norm}", "sum", None, sens(k * half), False, base=total, count=count, center=mid, constant=constant)
         if func == "avg":
