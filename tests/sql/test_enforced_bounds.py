@@ -39,6 +39,8 @@ def _clamped(value: exp.Expression, lo: float, hi: float, gw: Gateway) -> bool:
     [lo, hi], NULL, or a column the engine stored clamped to (lo, hi) at registration."""
     if isinstance(value, exp.Null):
         return True
+    if isinstance(value, exp.Cast) and value.to.this == exp.DataType.Type.DOUBLE:
+        return _clamped(value.this, lo, hi, gw)  # a clamped value as a DOUBLE is as clamped
     v = literal_value(value)
     if v is not None:
         return lo <= v <= hi
