@@ -9,8 +9,8 @@ quantile histograms within k, no engine failure. Prints what it tried, what was 
 violation grouped by cause (the first ones shrunk to a minimal expression) and how many aggregated
 values fell outside the interval the analysis inferred (where the plan's outer clamp is what holds).
 
-Run: ``.venv/bin/python bench/soundness.py --expressions 10000 --seed 1 --jobs 2`` (about 4 minutes on
-2 idle cores); ``--forms 0`` tries every form of each expression (slower), ``--variants 4`` every
+Run: ``.venv/bin/python bench/soundness.py --expressions 10000 --seed 1 --jobs 2`` (about 4.5 minutes on
+the 2-core development machine); ``--forms 0`` tries every form of each expression (slower), ``--variants 4`` every
 WHERE/GROUP BY combination, ``--faithful-every 1`` runs every plan also exactly as the release runs it.
 ``--out`` writes the summary and violations as JSON. The exit status is 1 on any violation.
 """
