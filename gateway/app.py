@@ -111,8 +111,8 @@ def create_app(
         ledger.ensure_admin_key(settings.admin_key.get_secret_value())
     if gateway is None:
         gateway = Gateway.from_settings(settings)
-    gateway.engine.query_timeout_s = settings.query_timeout_s
-    unavailable = load_registered(gateway, ledger, settings)
+    gateway.set_query_timeout(settings.query_timeout_s)
+    unavailable = {**gateway.unavailable, **load_registered(gateway, ledger, settings)}
 
     app.extensions["dpgate"] = {
         "settings": settings,
@@ -148,7 +148,7 @@ def _training_service(settings: Settings, gateway: Gateway, ledger: Ledger) -> A
         db_url=settings.ledger,
         ledger=ledger,
         datasets=lambda name: gateway.catalog.get(name).model_dump(mode="json"),
-        read_table=gateway.engine.read_bounded,
+        read_table=gateway.read_bounded,
         max_active_jobs=settings.max_active_jobs_per_analyst,
     )
 

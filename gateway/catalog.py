@@ -155,10 +155,14 @@ class ImageMeta(BaseModel):
         return [f"{self.prefix}{i}_{j}_{c}" for i in range(w) for j in range(w) for c in self.channels]
 
 
+EngineName = Literal["duckdb", "postgres", "spark"]
+
+
 class TableMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str
+    engine: EngineName | None = None  # where this table lives, if not where its dataset does
     max_rows_per_unit: int = Field(ge=1, le=100_000, strict=True)
     public: bool = False
     bounding: Literal["registration", "per_query"] = "registration"
@@ -224,6 +228,7 @@ class DatasetMeta(BaseModel):
     privacy_unit: str | None
     budget: BudgetMeta
     tables: dict[str, TableMeta]
+    engine: EngineName | None = None  # where the tables live: duckdb (embedded, the default), postgres, spark
 
     @field_validator("name")
     @classmethod
@@ -265,6 +270,12 @@ class DatasetMeta(BaseModel):
             if key.lower() == name.lower():
                 return key, meta
         return None
+
+    def engine_of(self, table: str, default: str = "duckdb") -> str:
+        """The engine a table lives in: its own, else its dataset's, else `default` (the settings')."""
+        found = self.table(table)
+        own = found[1].engine if found else None
+        return own or self.engine or default
 
     def fingerprint(self) -> str:
         """A digest of the metadata: part of a dataset version."""

@@ -5,8 +5,9 @@ from fractions import Fraction
 from typing import Any
 
 from gateway.catalog import Catalog, DatasetMeta, parse_dataset
-from gateway.engines.duckdb import DuckDBEngine
-from gateway.errors import InvalidRequest
+from gateway.engines import base
+from gateway.engines.base import Engine
+from gateway.errors import DatasetUnavailable, InvalidRequest
 from gateway.settings import Settings
 from gateway.sql.plan import Plan, Planner
 from gateway.sql.release import Accuracy, Answer, expected_accuracy, release
@@ -34,28 +35,75 @@ def privacy_parameters(epsilon: Any, delta: Any = 0) -> tuple[Fraction, Fraction
 
 
 class Gateway:
-    def __init__(self, engine: DuckDBEngine) -> None:
-        self.engine = engine
+    """The catalog over the engines its datasets live in (one per engine name, connected on first use).
+
+    `Gateway(engine)` serves every dataset from that one engine (tests, benchmarks); `from_settings`
+    connects engines as the settings say, the embedded DuckDB file by default."""
+
+    def __init__(self, engine: Engine | None = None, *, settings: Settings | None = None) -> None:
+        self._settings = settings
+        self.engines: dict[str, Engine] = {}
+        if engine is not None:
+            self.engines[engine.name] = engine
+        self.default_engine = settings.engine if settings is not None else (engine.name if engine is not None else "duckdb")
+        self.query_timeout_s: float | None = settings.query_timeout_s if settings is not None else None
         self.catalog = Catalog()
         self.versions: dict[str, str] = {}
+        # datasets named in the settings whose engine or data could not be reached at start (name -> why)
+        self.unavailable: dict[str, str] = {}
+
+    @property
+    def engine(self) -> Engine:
+        """The default engine (the embedded DuckDB unless the settings say otherwise)."""
+        return self.engine_named(self.default_engine)
+
+    def engine_named(self, name: str) -> Engine:
+        found = self.engines.get(name)
+        if found is None:
+            if self._settings is None:
+                raise DatasetUnavailable(f"engine {name!r} is not configured in this gateway")
+            found = base.create(name, self._settings)  # EngineUnavailable if it cannot be reached
+            found.query_timeout_s = self.query_timeout_s
+            self.engines[name] = found
+        return found
+
+    def set_query_timeout(self, seconds: float | None) -> None:
+        self.query_timeout_s = seconds
+        for engine in self.engines.values():
+            engine.query_timeout_s = seconds
 
     @classmethod
     def from_settings(cls, settings: Settings, *, demo: bool | None = None) -> Gateway:
         threshold.configure(max_candidates=settings.threshold_max_groups)  # process-wide, public
-        engine = DuckDBEngine(settings.engine_path, seed=settings.secret_seed(), threads=settings.engine_threads)
-        gw = cls(engine)
+        gw = cls(settings=settings)
         if settings.demo.enabled if demo is None else demo:
             from gateway.demo_data import demo_datasets
 
             for raw in demo_datasets(settings.data_dir, transactions_rows=settings.demo.transactions_rows):
-                gw.register(raw)
+                gw.register({"engine": "duckdb", **raw})  # the demo's files live in the embedded engine
         for raw in settings.datasets:
-            gw.register(raw)
+            try:
+                gw.register(raw)
+            except DatasetUnavailable as exc:  # its engine is down: the other datasets are served
+                gw.unavailable[str(raw.get("name", "")).lower()] = str(exc)
         return gw
 
+    def _placed(self, meta: DatasetMeta) -> DatasetMeta:
+        """The metadata with its engine stated (the settings' default where it names none), so that
+        where a dataset lives is part of its fingerprint and of the audit log."""
+        if meta.engine is None:
+            return meta.model_copy(update={"engine": self.default_engine})
+        return meta
+
     def register(self, raw: dict[str, Any] | DatasetMeta) -> DatasetMeta:
-        meta = raw if isinstance(raw, DatasetMeta) else parse_dataset(raw)
-        self.versions[meta.name.lower()] = self.engine.register(meta)
+        meta = self._placed(raw if isinstance(raw, DatasetMeta) else parse_dataset(raw))
+        by_engine: dict[str, list[str]] = {}
+        for name in meta.tables:
+            by_engine.setdefault(meta.engine_of(name), []).append(name)
+        versions = []
+        for name, tables in sorted(by_engine.items()):
+            versions.append([name, self.engine_named(name).register(meta, tables)])
+        self.versions[meta.name.lower()] = versions[0][1] if len(versions) == 1 else _digest(versions)
         self.catalog.add(meta)
         return meta
 
@@ -64,10 +112,29 @@ class Gateway:
 
     def plan(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0) -> Plan:
         eps, dlt = privacy_parameters(epsilon, delta)
-        return Planner(self.catalog.get(dataset), self.engine).plan(sql, epsilon=eps, delta=dlt)
+        return Planner(self.catalog.get(dataset), self.engine_named).plan(sql, epsilon=eps, delta=dlt)
+
+    def engine_for(self, plan: Plan) -> Engine:
+        """The engine a plan's tables live in."""
+        return self.engine_named(plan.engine)
+
+    def read_bounded(self, dataset: str, table: str, columns: list[str]) -> Any:
+        """A table's bounded rows, from the engine it lives in (training inside the gateway)."""
+        meta = self.catalog.get(dataset)
+        found = meta.table(table)
+        name = found[0] if found else table
+        return self.engine_named(meta.engine_of(name)).read_bounded(meta.name, name, columns)
 
     def preview(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0) -> tuple[Cost, dict[str, Accuracy]]:
         return expected_accuracy(self.plan(dataset, sql, epsilon=epsilon, delta=delta))
 
     def query(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0) -> Answer:
-        return release(self.plan(dataset, sql, epsilon=epsilon, delta=delta), self.engine)
+        plan = self.plan(dataset, sql, epsilon=epsilon, delta=delta)
+        return release(plan, self.engine_for(plan))
+
+
+def _digest(parts: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]

@@ -163,7 +163,7 @@ class QueryService:
         cost: Cost = plan.cost
         self._precheck(analyst, dataset, cost)  # a request the budget cannot cover touches no data
         mechanisms = Mechanisms(plan)
-        answer = release(plan, self.faults.engine(self.gateway.engine), mechanisms)
+        answer = release(plan, self.faults.engine(self.gateway.engine_for(plan)), mechanisms)
         self.faults.point("after_noise")
         result = {
             "request_id": out_id,

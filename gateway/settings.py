@@ -18,11 +18,42 @@ class DemoSettings(BaseModel):
     transactions_rows: int = Field(default=1_000_000, ge=1_000, le=100_000_000)
 
 
+class PostgresSettings(BaseModel):
+    """A PostgreSQL server holding datasets of `"engine": "postgres"` (their sources are its tables or views)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "postgresql://postgres@127.0.0.1:5432/test"  # DPGATE_ENGINES__POSTGRES__URL
+    schema_: str = Field(default="dpgate", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")  # the gateway's own schema
+    reader_role: str = Field(default="dpgate_reader", pattern=r"^[a-z_][a-z0-9_]{0,62}$")  # queries run as this read-only role
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    pool_size: int = Field(default=4, ge=1, le=64)
+
+
+class SparkSettings(BaseModel):
+    """A Spark session for datasets of `"engine": "spark"` (Parquet paths or catalog tables)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master: str = "local[2]"  # DPGATE_ENGINES__SPARK__MASTER: any Spark master URL for a real cluster
+    warehouse: Path | None = None  # where bounded forms are written as Parquet; default <data_dir>/spark
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(default=8, ge=1, le=100_000)
+
+
+class EnginesSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    postgres: PostgresSettings = PostgresSettings()
+    spark: SparkSettings = SparkSettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DPGATE_", extra="forbid", env_nested_delimiter="__")
 
     data_dir: Path = Path("data")
-    engine: Literal["duckdb"] = "duckdb"
+    engine: Literal["duckdb", "postgres", "spark"] = "duckdb"  # the default engine of a dataset that names none
+    engines: EnginesSettings = EnginesSettings()
     engine_threads: int | None = None
     demo: DemoSettings = DemoSettings()
     datasets: list[dict[str, Any]] = []

@@ -1,11 +1,9 @@
 """The embedded engine: a DuckDB file under the data directory.
 
 Registration loads a table's source (CSV, Parquet, or a table already in the engine) with its declared
-types, gives each row an identity (`_dpgate_row`, a keyed hash of the secret seed and the row's content)
-and materialises the bounded form: each unit's rows ranked by that hash (ties, which only identical rows
-can have, broken by content) and cut at `max_rows_per_unit`. Adding or removing a unit changes only
-that unit's kept rows (a stable transformation), so queries on the bounded form have the sensitivity the
-planner states, at the exact engine's speed. Where no unit exceeds the bound, the bounded form is a view.
+types and materialises the portable bounded form of `gateway.engines.bounding` (the row identity, the
+clamped copies, each unit's rows cut at `max_rows_per_unit`), the same SELECTs every engine runs. Where
+no unit exceeds the bound, the bounded form is a view.
 """
 from __future__ import annotations
 
@@ -17,22 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import sqlglot
 from sqlglot import exp
 
 from gateway.catalog import ColumnType, DatasetMeta, TableMeta
-from gateway.errors import DpgateError, InvalidMetadata
-from gateway.sql.scalar import clamp_sql
-from gateway.sql.source import CLAMPED, ROW_ID, clamped_columns
+from gateway.engines import bounding
+from gateway.engines.base import EngineError, QueryTimeout, check_read_only, register_engine
+from gateway.errors import InvalidMetadata
+from gateway.sql.semantics import DUCKDB
 
-LAYOUT = 2  # the shape of the engine's relations; a new layout reloads every table
-
-SQL_TYPES = {
-    ColumnType.INT: "BIGINT",
-    ColumnType.FLOAT: "DOUBLE",
-    ColumnType.CATEGORY: "VARCHAR",
-    ColumnType.DATE: "TIMESTAMP",
-    ColumnType.BOOL: "BOOLEAN",
-}
+LAYOUT = 3  # the shape of the engine's relations; a new layout reloads every table (3: portable MD5 row identity)
+SQL_TYPES = bounding.SQL_TYPES
 
 
 def _q(name: str) -> str:
@@ -43,19 +36,9 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class EngineError(RuntimeError):
-    """The engine failed on SQL the planner generated: a bug, never the caller's fault."""
-
-
-class QueryTimeout(DpgateError, TimeoutError):
-    """An engine query ran past `query_timeout_s` and was interrupted: nothing is released or charged."""
-
-    code = "query_timeout"
-    status = 504
-
-
 class DuckDBEngine:
-    dialect = "duckdb"
+    name = "duckdb"
+    dialect = DUCKDB
 
     def __init__(self, path: Path | str | None, *, seed: str, threads: int | None = None) -> None:
         self.path = str(path) if path is not None else ":memory:"
@@ -80,19 +63,17 @@ class DuckDBEngine:
     def relation_name(dataset: str, table: str, *, bounded: bool) -> str:
         return f"{'bnd' if bounded else 'src'}__{dataset.lower()}__{table.lower()}"
 
-    def relation(self, dataset: str, table: str, *, bounded: bool) -> str:
-        return self.relation_name(dataset, table, bounded=bounded)
-
-    def hash_key(self) -> exp.Expression:
-        return exp.Literal.string(self._seed)
+    def relation(self, dataset: str, table: str, *, bounded: bool) -> exp.Table:
+        return exp.Table(this=exp.to_identifier(self.relation_name(dataset, table, bounded=bounded), quoted=True))
 
     # registration
-    def register(self, ds: DatasetMeta) -> str:
-        """Load and bound every table of `ds`; returns the dataset's version (metadata + sources)."""
+    def register(self, ds: DatasetMeta, tables: list[str] | None = None) -> str:
+        """Load and bound the named tables of `ds` (default: all); returns their version (metadata + sources)."""
+        names = list(ds.tables) if tables is None else tables
         versions = []
-        for name, table in ds.tables.items():
-            versions.append(self._register_table(ds, name, table))
-        self._check_unit_types(ds)
+        for name in names:
+            versions.append(self._register_table(ds, name, ds.tables[name]))
+        self._check_unit_types(ds, names)
         return hashlib.sha256(json.dumps([ds.fingerprint(), *versions]).encode()).hexdigest()[:16]
 
     def _source_version(self, ds: DatasetMeta, table: TableMeta) -> str:
@@ -125,30 +106,14 @@ class DuckDBEngine:
             return version
         reader = self._reader(table)
         present = {c.lower(): c for c in self._columns_of(reader)}
-        selects = []
-        for col, meta in table.columns.items():
-            actual = present.get(col.lower())
-            if actual is None:
+        for col in table.columns:
+            if col.lower() not in present:
                 raise InvalidMetadata(f"table {name}: column {col} is declared but not in the source")
-            if meta.type == ColumnType.ID:
-                selects.append(f"{_q(actual)} AS {_q(col)}")
-            elif meta.type == ColumnType.CATEGORY:
-                selects.append(f"CAST({_q(actual)} AS VARCHAR) AS {_q(col)}")
-            else:
-                selects.append(f"CAST({_q(actual)} AS {SQL_TYPES[meta.type]}) AS {_q(col)}")
-        # A row's identity is a keyed hash of its content, not its position: adding a unit's rows
-        # anywhere in the source must not change which rows of the other units are kept.
-        content = ", ".join(_q(present[c.lower()]) for c in table.columns)
-        # Bound once: numeric columns are also stored clamped to their declared bounds, so that
-        # aggregates read a column instead of clamping every row of every query.
-        clamps = []
-        for col in clamped_columns(table):
-            typed = exp.Cast(this=exp.column(present[col.lower()], quoted=True), to=exp.DataType.build(SQL_TYPES[table.columns[col].type]))
-            clamps.append(f"{clamp_sql(typed, *table.columns[col].bounds).sql(dialect='duckdb')} AS {_q(CLAMPED + col)}")  # type: ignore[misc]
-        sql = (
-            f"CREATE OR REPLACE TABLE {_q(src_rel)} AS SELECT {', '.join(selects + clamps)}, "
-            f"hash({_lit(self._seed)}, {content}) AS {ROW_ID} FROM {reader}"
-        )
+        # The portable loaded form (gateway.engines.bounding): declared types, clamped copies and the
+        # keyed row identity, as every engine builds it.
+        source = sqlglot.parse_one(f"SELECT * FROM {reader}", read="duckdb").args["from_"].this
+        select = bounding.load_select(ds, table, source, present, self._seed)
+        sql = f"CREATE OR REPLACE TABLE {_q(src_rel)} AS {self.dialect.render(select)}"
         with self._lock:
             self._con.execute("BEGIN")
             try:
@@ -171,13 +136,14 @@ class DuckDBEngine:
                 raise
         return version
 
-    def _check_unit_types(self, ds: DatasetMeta) -> None:
+    def _check_unit_types(self, ds: DatasetMeta, names: list[str]) -> None:
         """Joins compare privacy units across tables: their engine types must agree, or a join could
         fail on some values (and a failure must never depend on the data)."""
         if ds.privacy_unit is None:
             return
         types = {}
-        for name, table in ds.tables.items():
+        for name in names:
+            table = ds.tables[name]
             if table.public:
                 continue
             col = table.column_name(ds.privacy_unit)
@@ -199,22 +165,14 @@ class DuckDBEngine:
                 raise InvalidMetadata(f"table {name}: the privacy-unit column {unit} has NULLs")
 
     def _bound(self, ds: DatasetMeta, table: TableMeta, src_rel: str, bnd_rel: str) -> None:
-        unit = ds.privacy_unit
-        k = table.max_rows_per_unit
-        cols = ", ".join(_q(c) for c in [*table.columns, *(CLAMPED + n for n in clamped_columns(table))]) + f", {ROW_ID}"
-        if unit is None or table.public:
-            self._con.execute(f"CREATE OR REPLACE VIEW {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)}")
-            return
-        u = _q(table.column_name(unit) or unit)
-        most = self._one(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {_q(src_rel)} GROUP BY {u})")
+        loaded = exp.Table(this=exp.to_identifier(src_rel, quoted=True))
+        cut = bounding.needs_cut(ds, table)
+        if cut:
+            most = self._one(self.dialect.render(bounding.most_rows_select(ds, table, loaded)))
+            cut = most is not None and most[0] > table.max_rows_per_unit
         self._drop(bnd_rel)
-        if most is not None and most[0] <= k:
-            self._con.execute(f"CREATE VIEW {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)}")
-            return
-        self._con.execute(
-            f"CREATE TABLE {_q(bnd_rel)} AS SELECT {cols} FROM {_q(src_rel)} "
-            f"QUALIFY row_number() OVER (PARTITION BY {u} ORDER BY {ROW_ID}, {', '.join(_q(c) for c in table.columns)}) <= {int(k)}"
-        )
+        kind = "TABLE" if cut else "VIEW"
+        self._con.execute(f"CREATE {kind} {_q(bnd_rel)} AS {self.dialect.render(bounding.bound_select(ds, table, loaded, cut=cut))}")
 
     def _drop(self, rel: str) -> None:
         row = self._one("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [rel])
@@ -268,13 +226,9 @@ class DuckDBEngine:
 
     # queries
     def execute(self, select: exp.Expression) -> list[tuple]:
-        """Run SQL that the planner generated; any failure is an engine bug and says nothing about data.
-
-        Read-only by construction: only a SELECT tree without a statement that writes, attaches, loads or
-        sets anything is run (the planner builds nothing else; this guards against a planner bug)."""
-        if not isinstance(select, exp.Select) or any(select.find_all(*_WRITES)):
-            raise EngineError("the engine runs SELECTs only")
-        sql = select.sql(dialect=self.dialect)
+        """Run SQL that the planner generated; any failure is an engine bug and says nothing about data."""
+        check_read_only(select)
+        sql = self.dialect.render(select)
         cur = self._con.cursor()
         timer = None
         if self.query_timeout_s is not None:
@@ -300,18 +254,20 @@ class DuckDBEngine:
         cols = ", ".join(_q(c) for c in columns)
         cur = self._con.cursor()
         try:
-            return cur.execute(f"SELECT {cols} FROM {_q(rel)} ORDER BY {ROW_ID}").df()
+            return cur.execute(f"SELECT {cols} FROM {_q(rel)} ORDER BY {bounding.ROW_ID}").df()
         except duckdb.Error as e:
             raise EngineError(type(e).__name__) from None
         finally:
             cur.close()
 
-    def load_frame(self, name: str, frame: Any) -> None:
-        """Put a DataFrame into the engine as a table (used by tests and the demo loader)."""
+    def load_frame(self, name: str, frame: Any) -> str:
+        """Put a DataFrame into the engine as a table (used by tests and the demo loader); returns the
+        `source` that names it in a dataset's metadata."""
         with self._lock:
             self._con.register("_dpgate_frame", frame)
             self._con.execute(f"CREATE OR REPLACE TABLE {_q(name)} AS SELECT * FROM _dpgate_frame")
             self._con.unregister("_dpgate_frame")
+        return name
 
 
 def _interrupt(cur: duckdb.DuckDBPyConnection) -> None:
@@ -321,13 +277,11 @@ def _interrupt(cur: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
-#: statements the query path never runs (`execute` refuses a tree holding one)
-_WRITES: tuple[type[exp.Expression], ...] = (
-    exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, exp.Command, exp.Merge, exp.Set,
-    exp.Pragma, exp.Copy, exp.Attach, exp.Detach, exp.Use, exp.Transaction, exp.Commit, exp.Rollback,
-)  # fmt: skip
-
-
 def _is_file(src: str) -> bool:
     low = src.lower()
     return low.endswith((".csv", ".csv.gz", ".parquet")) or os.sep in src
+
+
+@register_engine("duckdb")
+def _from_settings(settings: Any) -> DuckDBEngine:
+    return DuckDBEngine(settings.engine_path, seed=settings.secret_seed(), threads=settings.engine_threads)

@@ -100,6 +100,7 @@ class Plan:
     share: Fraction  # ε of each measurement (and of the selection, if any)
     public: bool
     max_rows: int
+    engine: str = "duckdb"  # where the tables live (one engine per query); the plan is the same on every engine
 
     @property
     def cost(self) -> Cost:
@@ -170,8 +171,9 @@ class _Build:
         self._reject_modifiers(tree)
         self.source = Source(self.ds, tree, planner.relations)
         self.k = self.source.max_rows
-        self.rows_scalar = ScalarCompiler(self._resolve, clamp=False)
-        self.agg_scalar = ScalarCompiler(self._resolve, clamp=True)
+        dialect = self.source.relations.dialect  # the engine's semantics: what its SQL really does
+        self.rows_scalar = ScalarCompiler(self._resolve, clamp=False, dialect=dialect)
+        self.agg_scalar = ScalarCompiler(self._resolve, clamp=True, dialect=dialect)
         self.measures: dict[str, Measure] = {}
         self.measure_keys: dict[str, str] = {}
         self.aggregates: dict[str, Aggregate] = {}
@@ -301,6 +303,7 @@ class _Build:
             share=share,
             public=self.source.public,
             max_rows=self.k,
+            engine=self.source.engine,
         )
 
     def _int_clause(self, node: exp.Expression | None, what: str) -> int | None:

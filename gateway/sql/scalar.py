@@ -172,8 +172,15 @@ class ScalarCompiler:
         self.clamp = clamp
         self.dialect = dialect
 
+    def refuse(self, name: str, node: exp.Expression) -> Exception:
+        """A construct the engine cannot evaluate safely: refused there, never answered wrongly."""
+        why = self.dialect.refused[name]
+        return unsupported(f"{name} is not available on the {self.dialect.name} engine: {why}", node, name)
+
     def apply(self, name: str, args: list[Typed], sql: exp.Expression, *, integer: bool = False) -> Typed:
         """A numeric function's value: its bounds and nullability by the dialect's semantics of `name`."""
+        if name in self.dialect.refused:
+            raise self.refuse(name, sql)
         sem: Semantics = self.dialect[name]
         ops = [a.arg for a in args]
         return Typed(sql, NUM, sem.bound(ops), integer=integer, nullable=sem.may_be_null(ops))
@@ -186,6 +193,9 @@ class ScalarCompiler:
         return typed
 
     def compile(self, node: exp.Expression) -> Typed:
+        name = _CONSTRUCT.get(type(node))
+        if name is not None and name in self.dialect.refused:
+            raise self.refuse(name, node)
         handler = _HANDLERS.get(type(node))
         if handler is None:
             if isinstance(node, (exp.Subquery, exp.Select)) or node.find(exp.Select):
@@ -493,7 +503,8 @@ class ScalarCompiler:
         if t is None:
             raise unsupported(f"casts to {target} are not supported", node, "CAST")
         a = self.compile(node.this)
-        sql = exp.TryCast(this=a.sql, to=exp.DataType.build(target))
+        # DECIMAL is DuckDB's DECIMAL(18, 3), stated: engines differ in their default precision
+        sql = exp.TryCast(this=a.sql, to=exp.DataType.build("DECIMAL(18, 3)" if target == "DECIMAL" else target))
         if t != NUM:
             return Typed(sql, t, nullable=self.dialect["CAST"].may_be_null([a.arg]))
         whole = target in ("INT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT")
@@ -507,6 +518,8 @@ class ScalarCompiler:
         parts = self.dialect.date_parts
         if part not in parts:
             raise unsupported(f"date part {part} is not supported", node, "date part")
+        if part in self.dialect.refused:
+            raise self.refuse(part, node)
         a = self.compile(arg)
         if a.type != DATE:
             raise unsupported(f"{part} needs a date value", node, "date part")
@@ -568,6 +581,15 @@ class ScalarCompiler:
             raise unsupported("LENGTH needs a text value", node)
         return self.apply("LENGTH", [a], exp.Length(this=a.sql), integer=True)
 
+
+#: the name a node goes by in a dialect's semantics table and `refused` list (numeric functions are
+#: checked where their semantics are applied)
+_CONSTRUCT: dict[type, str] = {
+    exp.Like: "LIKE", exp.ILike: "ILIKE", exp.Lower: "LOWER", exp.Upper: "UPPER", exp.Coalesce: "COALESCE",
+    exp.Case: "CASE", exp.If: "CASE", exp.In: "IN", exp.Between: "BETWEEN", exp.Is: "IS", exp.And: "AND", exp.Or: "OR",
+    exp.Not: "NOT", exp.Cast: "CAST", exp.TryCast: "CAST", exp.Least: "LEAST", exp.Greatest: "GREATEST",
+    exp.EQ: "COMPARE", exp.NEQ: "COMPARE", exp.GT: "COMPARE", exp.GTE: "COMPARE", exp.LT: "COMPARE", exp.LTE: "COMPARE",
+}  # fmt: skip
 
 _HANDLERS: dict[type, Callable[[ScalarCompiler, exp.Expression], Typed]] = {
     exp.Column: ScalarCompiler._column,

@@ -17,8 +17,15 @@ Every aggregated value is also clamped in the engine query to the interval found
 checks each entry against the engine, and the soundness fuzzer (`tests/soundness`) the analysis as a
 whole.
 
-A dialect states its own differences with `Dialect.override` (PostgreSQL and Spark come with the next
-engines); DuckDB is the embedded default.
+The planner builds one *portable* tree (`PORTABLE`, below: DuckDB's SQL with DuckDB's semantics) and
+knows nothing of the engine that runs it. A dialect says how that tree runs on its engine: `lower`
+rewrites the few nodes whose engine SQL differs (a total cast where the engine has no TRY_CAST, a date
+part whose numbering differs, LIKE's escape character, arithmetic that would raise on overflow), and
+`render` transpiles the result with sqlglot. Where a lowering cannot match the portable semantics
+exactly, the dialect's `functions` entry says what its engine really does (`Dialect.override`), and
+`refused` lists the constructs it cannot evaluate safely: those are refused on that engine with
+`unsupported_sql`, never answered wrongly. DuckDB is the embedded default; PostgreSQL's and Spark's
+dialects live beside their engines (`gateway.engines.postgres`, `gateway.engines.spark`).
 """
 from __future__ import annotations
 
@@ -26,6 +33,10 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 Interval = tuple[float, float]
 #: one operand as the interval rules see it: its bounds (None: unbounded) and whether it may be NULL
@@ -75,14 +86,42 @@ class Dialect:
     functions: Mapping[str, Semantics]
     #: the range of each date part; None: from the column's declared bounds (YEAR)
     date_parts: Mapping[str, tuple[int, int] | None] = field(default_factory=dict)
+    #: the sqlglot dialect the engine SQL is written in
+    sqlglot: str = "duckdb"
+    #: rewrites one node of the portable tree into this engine's form (None: the node as it is);
+    #: applied bottom-up by `render`, so a node's children are already lowered
+    lower: Callable[[exp.Expression], exp.Expression | None] | None = None
+    #: constructs this engine cannot evaluate safely (a name of `functions`, a date part, or a construct
+    #: of `PORTABLE`) -> why; the planner refuses them on this engine with unsupported_sql
+    refused: Mapping[str, str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Semantics:
         return self.functions[name]
 
     def override(self, name: str, *, functions: Mapping[str, Semantics] | None = None,
-                 date_parts: Mapping[str, tuple[int, int] | None] | None = None) -> Dialect:
+                 date_parts: Mapping[str, tuple[int, int] | None] | None = None, sqlglot: str | None = None,
+                 lower: Callable[[exp.Expression], exp.Expression | None] | None = None,
+                 refused: Mapping[str, str] | None = None) -> Dialect:
         return replace(self, name=name, functions={**self.functions, **(functions or {})},
-                       date_parts={**self.date_parts, **(date_parts or {})})
+                       date_parts={**self.date_parts, **(date_parts or {})}, sqlglot=sqlglot or self.sqlglot,
+                       lower=lower if lower is not None else self.lower, refused={**self.refused, **(refused or {})})
+
+    def lowered(self, tree: exp.Expression) -> exp.Expression:
+        """The portable tree as this engine runs it (a copy; the plan's tree is never changed)."""
+        tree = tree.copy()
+        if self.lower is None:
+            return tree
+        rule = self.lower
+
+        def visit(node: exp.Expression) -> exp.Expression:
+            out = rule(node)
+            return node if out is None else out
+
+        return tree.transform(visit, copy=False)
+
+    def render(self, tree: exp.Expression) -> str:
+        """The engine SQL of a portable tree: lowered, then transpiled by sqlglot."""
+        return self.lowered(tree).sql(dialect=self.sqlglot)
 
 
 # interval rules ------------------------------------------------------------------------------------
@@ -249,6 +288,30 @@ DUCKDB = Dialect(
         "WEEK": (1, 53),
     },
 )
+
+#: The portable tree: the only node shapes the planner and `gateway.engines.bounding` emit, with DuckDB's
+#: semantics. A dialect's `lower` must make each one mean on its engine what it means on DuckDB (or say
+#: in `functions` what it means instead, or refuse it).
+PORTABLE = {
+    "TryCast": "TRY_CAST(x AS DOUBLE|BIGINT|VARCHAR|TIMESTAMP|DATE|BOOLEAN): NULL where x does not convert "
+               "(BIGINT from DOUBLE rounds half away from zero; NULL for NaN, inf, beyond int64)",
+    "Cast": "CAST(x AS DOUBLE) of a number or bool; CAST(id AS VARCHAR); CAST('iso text' AS TIMESTAMP) of a "
+            "literal; CAST(x AS VARCHAR) of a typed value for row identity; never fails",
+    "Add/Sub/Mul/Div/Mod/Neg": "IEEE DOUBLE arithmetic: overflow gives ±inf, never an error; the divisor is "
+                               "NULLIF(b, 0); Mod is fmod (the sign of the dividend)",
+    "ABS/FLOOR/CEIL/SIGN/ROUND": "Anonymous functions over DOUBLE; ROUND(x[, d]) rounds half away from zero",
+    "Least/Greatest": "skip NULL operands (ignore_nulls=True); NaN is above every number",
+    "Coalesce/Case/If": "standard",
+    "EQ/NEQ/LT/LTE/GT/GTE/Between/In/Is/And/Or/Not": "standard three-valued logic; NaN equals NaN and is above "
+                                                       "every number (DuckDB's order)",
+    "Like/ILike": "pattern is a string literal; no escape character (a backslash is literal)",
+    "Lower/Upper/Length": "Length counts characters",
+    "Extract": "EXTRACT(PART FROM ts), PART a key of date_parts, DuckDB's numbering (DAYOFWEEK/DOW: Sunday = 0)",
+    "MD5/DPipe": "MD5 of text as lowercase hex; || of non-NULL text (row identity and bounding)",
+    "Count/Sum": "COUNT(*), COUNT(x), COUNT(DISTINCT x), SUM(x) of DOUBLE",
+    "Window": "ROW_NUMBER() OVER (PARTITION BY unit ORDER BY row identity ...) with QUALIFY (bounding)",
+    "Group": "GROUP BY positions 1..n",
+}
 
 DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB}
 

@@ -10,7 +10,7 @@ max(k1, k2) per unit with the same keyed-hash ranking.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from sqlglot import exp
 
@@ -18,6 +18,7 @@ from gateway.catalog import DatasetMeta, TableMeta
 from gateway.errors import UnknownColumn, UnknownTable
 from gateway.sql.parse import position, unsupported
 from gateway.sql.scalar import ColumnRef
+from gateway.sql.semantics import Dialect
 
 ROW_ID = "_dpgate_row"
 CLAMPED = "_dpgate_c_"  # prefix of a numeric column stored clamped to its declared bounds ("bound once")
@@ -29,11 +30,11 @@ def clamped_columns(meta: TableMeta) -> list[str]:
 
 
 class Relations(Protocol):
-    """What the planner needs from an engine: the names of a table's relations and the hash key."""
+    """What the planner needs from the engine a table lives in: its relations and its dialect."""
 
-    def relation(self, dataset: str, table: str, *, bounded: bool) -> str: ...
+    dialect: Dialect
 
-    def hash_key(self) -> exp.Expression: ...
+    def relation(self, dataset: str, table: str, *, bounded: bool) -> exp.Table: ...
 
 
 @dataclass(frozen=True)
@@ -47,19 +48,22 @@ def _q(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
-def _rank(key: exp.Expression, unit: exp.Expression, rows: list[exp.Expression]) -> exp.Expression:
-    order = exp.Anonymous(this="hash", expressions=[key, *rows])
+def _rank(unit: exp.Expression, rows: list[exp.Expression]) -> exp.Expression:
+    """Rows of a unit in the order of their keyed identities (`_dpgate_row`, MD5 hex of the bounding key
+    and the row; for joined rows, MD5 of both identities): the same order on every engine."""
+    order = rows[0] if len(rows) == 1 else exp.MD5(this=exp.DPipe(this=rows[0], expression=rows[1]))
     return exp.Window(
         this=exp.RowNumber(),
         partition_by=[unit],
-        order=exp.Order(expressions=[exp.Ordered(this=order)]),
+        order=exp.Order(expressions=[exp.Ordered(this=order, nulls_first=False)]),
     )
 
 
 class Source:
-    def __init__(self, dataset: DatasetMeta, select: exp.Select, relations: Relations) -> None:
+    def __init__(self, dataset: DatasetMeta, select: exp.Select, relations: Relations | Callable[[str], Relations]) -> None:
+        """`relations`: the engine every table lives in, or a function from an engine name to it (the
+        gateway's engines; a table lives where `DatasetMeta.engine_of` says)."""
         self.dataset = dataset
-        self.relations = relations
         from_ = select.args.get("from_") or select.args.get("from")
         if from_ is None:
             raise unsupported("a query reads from a table of the dataset", select, "SELECT without FROM")
@@ -73,6 +77,13 @@ class Source:
             self.tables.append(self._table(self.join.this))
             if self.tables[0].alias.lower() == self.tables[1].alias.lower():
                 raise unsupported("the two tables of a JOIN need distinct aliases", self.join, "JOIN")
+        engines = {dataset.engine_of(t.name) for t in self.tables}
+        if len(engines) > 1:
+            raise unsupported(f"the two tables live in different engines ({', '.join(sorted(engines))}) and cannot be joined", self.join, "JOIN")
+        self.engine = engines.pop()
+        self.relations: Relations = relations if hasattr(relations, "relation") else relations(self.engine)  # type: ignore[operator,assignment]
+        if hasattr(relations, "relation"):
+            self.engine = getattr(relations, "name", self.engine)
         ks = [t.meta.max_rows_per_unit for t in self.tables]
         self.rebound = len(ks) == 2 and min(ks) > 1  # joined rows per unit k1*k2 > max(k1, k2)
         if self.join is not None:
@@ -178,8 +189,9 @@ class Source:
         return exp.Column(this=_q(name), table=_q(alias))
 
     def _relation(self, use: TableUse, *, bounded: bool) -> exp.Table:
-        rel = self.relations.relation(self.dataset.name, use.name, bounded=bounded)
-        return exp.Table(this=_q(rel), alias=exp.TableAlias(this=_q(use.alias)))
+        rel = self.relations.relation(self.dataset.name, use.name, bounded=bounded).copy()
+        rel.set("alias", exp.TableAlias(this=_q(use.alias)))
+        return rel
 
     def _unit(self, use: TableUse) -> exp.Expression:
         assert self.dataset.privacy_unit is not None
@@ -187,7 +199,6 @@ class Source:
 
     def render(self, select: exp.Select, where: exp.Expression | None) -> exp.Select:
         """Attach FROM (and the WHERE, placed where the bounding needs it) to `select`."""
-        key = self.relations.hash_key()
         if self.per_query:
             use = self.tables[0]
             unit = self.dataset.privacy_unit
@@ -196,7 +207,7 @@ class Source:
             )
             if where is not None:
                 inner = inner.where(where)
-            rank = _rank(key, self._unit(use), [exp.Column(this=_q(ROW_ID), table=_q(use.alias))]) if unit else None
+            rank = _rank(self._unit(use), [exp.Column(this=_q(ROW_ID), table=_q(use.alias))]) if unit else None
             if rank is not None:
                 inner = inner.qualify(exp.LTE(this=rank, expression=exp.Literal.number(use.meta.max_rows_per_unit)))
             return select.from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=_q(use.alias))))
@@ -210,7 +221,7 @@ class Source:
             inner = exp.select(*cols).from_(self._relation(a, bounded=True))
             inner = inner.join(self._join_clause(b))
             rows = [exp.Column(this=_q(ROW_ID), table=_q(t.alias)) for t in (a, b)]
-            rank = _rank(key, self._unit(a), rows)
+            rank = _rank(self._unit(a), rows)
             inner = inner.qualify(exp.LTE(this=rank, expression=exp.Literal.number(self.max_rows)))
             out = select.from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=_q("_j"))))
             return out.where(where) if where is not None else out

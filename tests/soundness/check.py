@@ -27,11 +27,12 @@ it, on each neighbour's own engine, and any difference is a `harness` violation.
 """
 from __future__ import annotations
 
+import copy
 import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import sqlglot
@@ -120,12 +121,22 @@ class EngineFailure(RuntimeError):
     pass
 
 
-def _gateway(drop_unit: str | None) -> Gateway:
-    engine = DuckDBEngine(None, seed="soundness-fuzz", threads=1)
+def embedded() -> Any:
+    return DuckDBEngine(None, seed="soundness-fuzz", threads=1)
+
+
+def _gateway(drop_unit: str | None, make_engine: Callable[[], Any] = embedded) -> Gateway:
+    """The adversarial dataset (without `drop_unit`'s rows) in a fresh engine; `load_frame` takes the
+    arrow tables as they are (NaN, ±inf, -0.0, year-1 dates) and says where they went."""
+    engine = make_engine()
+    meta = copy.deepcopy(gen.DATASET)
     for name, table in gen.frames(drop_unit).items():
-        engine.load_frame(name, table)
+        source = engine.load_frame(name, table)
+        for t in meta["tables"].values():
+            if t["source"] == name:
+                t["source"] = source
     gw = Gateway(engine)
-    gw.register(gen.DATASET)
+    gw.register(meta)
     return gw
 
 
@@ -143,11 +154,18 @@ class Item:
 
 
 class Soundness:
-    """The dataset and one neighbour per target unit, each in its own in-memory engine."""
+    """The dataset and one neighbour per target unit, each in its own in-memory engine.
 
-    def __init__(self, *, faithful_every: int = 1) -> None:
-        self.base = _gateway(None)
-        self.neighbours = {u: _gateway(u).engine for u in gen.TARGETS}
+    On another engine (`make_engine`: PostgreSQL, Spark) the dataset lives there and every check runs
+    on its SQL through its dialect; the neighbours are the scenarios of the one query (the stability
+    premise and the faithful runs on each neighbour's own engine are the embedded engine's; the
+    faithful run of the dataset itself runs on the engine under test)."""
+
+    def __init__(self, *, faithful_every: int = 1, make_engine: Callable[[], Any] | None = None) -> None:
+        self.embedded = make_engine is None
+        self.base = _gateway(None, make_engine or embedded)
+        self.units = list(gen.TARGETS)
+        self.neighbours = {u: _gateway(u).engine for u in gen.TARGETS} if self.embedded else {}
         self.faithful_every = faithful_every
         self.rows = gen.frames()["raw_t"].num_rows
         self.stats = Stats()
@@ -155,7 +173,8 @@ class Soundness:
         meta = self.base.catalog.get(gen.DATASET["name"])
         self.source = Source(meta, parse(f"SELECT COUNT(*) FROM {gen.TABLE}"), self.base.engine)
         self.unit_sql = self.source.resolve(exp.column(gen.UNIT)).sql
-        self._check_stable()
+        if self.embedded:
+            self._check_stable()
 
     @property
     def bounded_rows(self) -> int:
@@ -197,7 +216,7 @@ class Soundness:
         """Drop (and count as refused) the forms the planner refuses for the expression alone, asking
         the planner itself; the compiler says where to ask."""
         try:
-            typed = ScalarCompiler(self.source.resolve, clamp=True)(sqlglot.parse_one(item.expr, read="duckdb"))
+            typed = ScalarCompiler(self.source.resolve, clamp=True, dialect=self.base.engine.dialect)(sqlglot.parse_one(item.expr, read="duckdb"))
         except Exception:  # noqa: BLE001 - refused (or a crash): the planner says which
             typed = None
         if typed is None:
@@ -329,7 +348,7 @@ class Soundness:
         base = exact[BASE]
         if plan.selection == "threshold":
             found += _collisions(plan, exact, sql)
-        for unit in self.neighbours:
+        for unit in self.units:
             if count:
                 self.stats.pairs += 1
             other = exact[unit]
@@ -365,31 +384,38 @@ class Soundness:
     def scenario_rows(self, select: exp.Select, light: Light) -> dict[str, list[tuple]]:
         """The rows of a plan's engine query (built from `light.plan`) on the dataset (key BASE) and on
         each neighbour, from one query."""
-        q = scenarios(select, list(self.neighbours), self.unit_sql)
-        cur = self.base.engine._con.cursor()
+        q = scenarios(select, self.units, self.unit_sql)
         try:
-            rows = cur.execute(light.text(q)).fetchall()
+            rows = self._run(q, light)
         except Exception as e:  # noqa: BLE001
             raise EngineFailure(f"{type(e).__name__}: {e}") from None
-        finally:
-            cur.close()
-        out: dict[str, list[tuple]] = {BASE: [], **{u: [] for u in self.neighbours}}
+        out: dict[str, list[tuple]] = {BASE: [], **{u: [] for u in self.units}}
         for r in rows:
             out[r[0]].append(tuple(r[1:]))
         return out
+
+    def _run(self, select: exp.Select, light: Light) -> list[tuple]:
+        """A rewritten query's rows: DuckDB's text fast path, or the engine's own `execute`."""
+        if not self.embedded:
+            return [tuple(r) for r in self.base.engine.execute(light.tree(select))]
+        cur = self.base.engine._con.cursor()
+        try:
+            return cur.execute(light.text(select)).fetchall()
+        finally:
+            cur.close()
 
     def exact_by_scenario(self, plan: Any, light: Light) -> dict[str, dict[tuple, dict[str, Any]]]:
         """`exact_cells` of the plan for the dataset and each neighbour (as `exact_cells` derives them)."""
         q = main_query(light.plan)
         if q is None:
-            return {u: {} for u in [BASE, *self.neighbours]}
+            return {u: {} for u in [BASE, *self.units]}
         by_unit = self.scenario_rows(q, light)
         if not plan.keys and not all(by_unit.values()):
             # Without GROUP BY the engine answers one row even where no row is left (SUM NULL, COUNT
             # 0); grouped by scenario, such a scenario has no row: ask the engine for that row
             empty = main_query(light.plan)
             empty.set("where", exp.Where(this=exp.false()))  # type: ignore[union-attr]
-            row = self.base.engine._con.execute(light.text(empty)).fetchall()  # type: ignore[arg-type]
+            row = self._run(empty, light)  # type: ignore[arg-type]
             by_unit = {u: rows or row for u, rows in by_unit.items()}
         # `exact_cells` itself turns the rows into cells (canonical keys, derived measures), on the light plan
         return {u: exact_cells(light.plan, Rows(rows)) for u, rows in by_unit.items()}
@@ -430,7 +456,7 @@ class Soundness:
                          expression=exp.Anonymous(this="isnan", expressions=[v.copy()]))
             cols += [exp.Count(this=v), exp.Anonymous(this="count_if", expressions=[out])]
             kept.append((item, iv))
-        if not cols:
+        if not cols or not self.embedded:  # the statistic is the embedded engine's (count_if, isnan)
             return
         try:
             text = self.source.render(exp.select(*cols), None).sql(dialect="duckdb", copy=False)

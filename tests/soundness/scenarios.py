@@ -39,6 +39,7 @@ class Light:
 
     def __init__(self, plan: Any) -> None:
         self.parts: dict[str, str] = {}
+        self.trees: dict[str, exp.Expression] = {}
 
         def hole(e: exp.Expression | None) -> exp.Expression | None:
             # rendered without the generator's defensive copy (the largest cost of the fuzzer); the
@@ -47,6 +48,7 @@ class Light:
                 return None
             name = f"zzfz_{len(self.parts)}_zz"
             self.parts[name] = "(" + e.sql(dialect="duckdb", copy=False) + ")"
+            self.trees[name] = e
             return exp.column(name)
 
         keys = tuple(replace(k, sql=hole(k.sql)) for k in plan.keys)
@@ -56,6 +58,16 @@ class Light:
 
     def text(self, select: exp.Expression) -> str:
         return _HOLE.sub(lambda mt: self.parts[mt.group(0)], select.sql(dialect="duckdb", copy=False))
+
+    def tree(self, select: exp.Expression) -> exp.Expression:
+        """`select` with each placeholder replaced by its part's tree: what another engine runs (through
+        its own dialect; `text` is DuckDB's fast path)."""
+        def put(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Column) and not node.table and node.name in self.trees:
+                return exp.Paren(this=self.trees[node.name].copy())
+            return node
+
+        return select.transform(put)
 
 
 _HOLE = re.compile(r"zzfz_[0-9]+_zz")
