@@ -256,11 +256,11 @@ def gateway_sql(gw: Any, sql: str, epsilon: float) -> list[str]:
     out = []
     q = main_query(plan)
     if q is not None:
-        out.append(q.sql(dialect=gw.engine.dialect))
+        out.append(gw.engine.dialect.render(q))
     mechs = Mechanisms(plan)
     for m in plan.measures:
         if m.kind == "quantile":
-            out.append(quantile_query(plan, m, mechs.grids[m.id]).sql(dialect=gw.engine.dialect))
+            out.append(gw.engine.dialect.render(quantile_query(plan, m, mechs.grids[m.id])))
     return out
 
 

@@ -57,6 +57,11 @@ class Gateway:
         """The default engine (the embedded DuckDB unless the settings say otherwise)."""
         return self.engine_named(self.default_engine)
 
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        """Serve the default engine's datasets through `engine` (tests wrap it to inject faults)."""
+        self.engines[self.default_engine] = engine
+
     def engine_named(self, name: str) -> Engine:
         found = self.engines.get(name)
         if found is None:

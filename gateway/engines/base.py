@@ -82,24 +82,22 @@ def register_engine(name: str) -> Callable[[Callable[[Settings], Engine]], Calla
     return deco
 
 
-def _load_builtin() -> None:
-    import importlib
-
-    for module in ("gateway.engines.duckdb", "gateway.engines.postgres", "gateway.engines.spark"):
-        try:
-            importlib.import_module(module)
-        except ImportError as e:  # an optional engine whose client library is not installed
-            if e.name and e.name.split(".")[0] in ("pyspark", "psycopg", "py4j"):
-                continue
-            raise
+#: the engines that ship with dpgate, by the module that registers each
+BUILTIN = {"duckdb": "gateway.engines.duckdb", "postgres": "gateway.engines.postgres", "spark": "gateway.engines.spark"}
 
 
 def create(name: str, settings: Settings) -> Engine:
     """The engine `name`, connected as the settings say; EngineUnavailable if it cannot be reached."""
-    _load_builtin()
+    if name not in ENGINES and name in BUILTIN:
+        import importlib
+
+        try:
+            importlib.import_module(BUILTIN[name])  # registers itself
+        except ImportError as e:  # its client library (pyspark, psycopg) is not installed
+            raise EngineUnavailable(f"engine {name!r} cannot be loaded: {e.name or 'a module'} is not installed") from None
     factory = ENGINES.get(name)
     if factory is None:
-        raise DatasetUnavailable(f"engine {name!r} is not available in this installation")
+        raise EngineUnavailable(f"engine {name!r} is not available in this installation")
     return factory(settings)
 
 

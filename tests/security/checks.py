@@ -139,8 +139,11 @@ def _rows_are_noisy(plan: Plan) -> bool:
 
 
 def noised_cells(answer: Answer) -> list[tuple[int, int, Any]]:
-    """The cells of columns released with Laplace noise (counts, sums, averages, variances)."""
-    cols = [i for i, c in enumerate(answer.columns) if answer.accuracy[c].mechanism in ("laplace", "laplace_threshold") and (answer.accuracy[c].scale or 0) > 0]
+    """The cells of columns released with Laplace noise (counts, sums, averages, variances). A GROUP BY
+    key kept by threshold selection states the selection's noise, but its value is the group's own."""
+    keys = {i for i, c in enumerate(answer.plan.columns) if (c.source or "").startswith("_k")}
+    cols = [i for i, c in enumerate(answer.columns) if answer.accuracy[c].mechanism in ("laplace", "laplace_threshold")
+            and (answer.accuracy[c].scale or 0) > 0 and i not in keys]
     return [(r, i, row[i]) for r, row in enumerate(answer.rows) for i in cols]
 
 
