@@ -74,11 +74,14 @@ def as_double(e: exp.Expression) -> exp.Expression:
 def unify(t: str, part: Typed) -> exp.Expression:
     """One operand of LEAST, COALESCE or CASE of type `t` in the engine type all operands share:
     numbers as DOUBLE, ids as text (two id columns may be BIGINT and VARCHAR in the engine, which
-    it refuses to mix)."""
-    if t == NUM and part.type == NUM:
+    it refuses to mix). A NULL operand (a NULL literal, a CASE whose every branch is NULL) is cast to
+    that type too: PostgreSQL types such a CASE as text and would refuse to mix it with numbers."""
+    if t == NUM and part.type in (NUM, NULL):
         return as_double(part.sql)
-    if t == ID and part.type == ID:
+    if t in (ID, STR) and part.type in (ID, NULL):
         return exp.Cast(this=part.sql, to=exp.DataType.build("VARCHAR"))
+    if part.type == NULL and t in (BOOL, DATE):
+        return exp.Cast(this=part.sql, to=exp.DataType.build("BOOLEAN" if t == BOOL else "TIMESTAMP"))
     return part.sql
 
 
