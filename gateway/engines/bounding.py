@@ -9,7 +9,8 @@ form have the sensitivity the planner states.
 The identity is engine-portable: DuckDB's `hash()` and Spark's differ, MD5 of the same text agrees
 everywhere, and the canonical text of a value is built so that DuckDB, PostgreSQL and Spark write it
 the same way (integers as integers, floats as their whole number of millionths, timestamps and
-booleans as SQL prints them, each field length-prefixed, NULL apart from every text). The same key
+booleans as SQL prints them, each field length-prefixed, NULL apart from every text; a float beyond
+1e12, NaN or inf is written as the engine's dialect writes it, which may differ on Spark). The same key
 therefore keeps the same rows on every engine (tests/engines check it). Two rows whose texts agree are
 the same row to within a millionth in their float columns: ties are broken by content, in an order
 every engine shares.

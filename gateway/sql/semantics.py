@@ -107,17 +107,20 @@ class Dialect:
                        lower=lower if lower is not None else self.lower, refused={**self.refused, **(refused or {})})
 
     def lowered(self, tree: exp.Expression) -> exp.Expression:
-        """The portable tree as this engine runs it (a copy; the plan's tree is never changed)."""
+        """The portable tree as this engine runs it (a copy; the plan's tree is never changed). Nodes
+        are lowered children first (post-order), so a rule sees its operands already lowered."""
         tree = tree.copy()
         if self.lower is None:
             return tree
-        rule = self.lower
-
-        def visit(node: exp.Expression) -> exp.Expression:
-            out = rule(node)
-            return node if out is None else out
-
-        return tree.transform(visit, copy=False)
+        for node in reversed(list(tree.walk(bfs=False))):  # pre-order reversed: every child before its parent
+            out = self.lower(node)
+            if out is None or out is node:
+                continue
+            if node is tree:
+                tree = out
+            else:
+                node.replace(out)
+        return tree
 
     def render(self, tree: exp.Expression) -> str:
         """The engine SQL of a portable tree: lowered, then transpiled by sqlglot."""
@@ -293,8 +296,9 @@ DUCKDB = Dialect(
 #: semantics. A dialect's `lower` must make each one mean on its engine what it means on DuckDB (or say
 #: in `functions` what it means instead, or refuse it).
 PORTABLE = {
-    "TryCast": "TRY_CAST(x AS DOUBLE|BIGINT|VARCHAR|TIMESTAMP|DATE|BOOLEAN): NULL where x does not convert "
-               "(BIGINT from DOUBLE rounds half away from zero; NULL for NaN, inf, beyond int64)",
+    "TryCast": "TRY_CAST(x AS DOUBLE|FLOAT|DECIMAL(18, 3)|BIGINT|INT|INTEGER|SMALLINT|TINYINT|VARCHAR|TEXT|TIMESTAMP|"
+               "DATE|BOOLEAN): NULL where x does not convert or does not fit (an integer from DOUBLE rounds half to "
+               "even, from text half away from zero; NULL for NaN and inf); DuckDB's text grammar",
     "Cast": "CAST(x AS DOUBLE) of a number or bool; CAST(id AS VARCHAR); CAST('iso text' AS TIMESTAMP) of a "
             "literal; CAST(x AS VARCHAR) of a typed value for row identity; never fails",
     "Add/Sub/Mul/Div/Mod/Neg": "IEEE DOUBLE arithmetic: overflow gives ±inf, never an error; the divisor is "
