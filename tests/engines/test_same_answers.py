@@ -29,6 +29,9 @@ from gateway.sql.release import Mechanisms, _histogram, exact_cells, expected_ac
 from tests.conftest import BANK, bank_frames
 from tests.sql.test_fixtures import ACCEPTED, REFUSED
 
+#: one worker runs every test that starts Spark (`--dist loadgroup`): one JVM, not one per worker
+pytestmark = pytest.mark.xdist_group("spark")
+
 KEY = "same-answers-key"
 ENGINES = ["duckdb", "postgres", "spark"]
 

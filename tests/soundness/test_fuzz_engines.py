@@ -21,6 +21,9 @@ import pytest
 from tests.soundness.check import Soundness, Violation
 from tests.soundness.test_fuzz_soundness import FORMS, LEAST_GREATEST, _explain, _slice
 
+#: one worker runs every test that starts Spark (`--dist loadgroup`): one JVM, not one per worker
+pytestmark = pytest.mark.xdist_group("spark")
+
 SEED = "soundness-fuzz"
 PG_TYPES = {pa.int64(): "BIGINT", pa.float64(): "DOUBLE PRECISION", pa.string(): "TEXT", pa.bool_(): "BOOLEAN",
             pa.timestamp("us"): "TIMESTAMP"}
