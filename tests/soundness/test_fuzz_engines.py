@@ -119,19 +119,25 @@ def test_the_data_arrived_as_it_is(fuzz: Soundness) -> None:
 @pytest.mark.parametrize("expr", LEAST_GREATEST)
 def test_least_greatest_within_their_sensitivity(fuzz: Soundness, expr: str) -> None:
     found: list[Violation] = []
-    for where, key in [(None, None), ("flag OR customer_id = 'c42'", "cat")]:
+    variants = [(None, None), ("flag OR customer_id = 'c42'", "cat")]
+    if fuzz.base.engine.name == "spark":  # each Spark query costs ~0.3 s: the grouped variant is the slow run's
+        variants = variants[1:]
+    for where, key in variants:
         found += fuzz.run_sql(expr, FORMS, where, key)
     assert not found, _explain(found)
 
 
 def test_fixed_slice(fuzz: Soundness) -> None:
-    found = _slice(fuzz, (101,), 2, variants=2, forms=None)  # 16 expressions, every form, 2 of 4 variants
+    batches = 1 if fuzz.base.engine.name == "spark" else 2  # 8 or 16 expressions, every form, 2 of 4 variants
+    found = _slice(fuzz, (101,), batches, variants=2, forms=None)
     st = fuzz.stats
-    assert st.accepted_forms > 60 and st.faithful_plans > 0
+    assert st.accepted_forms > 30 * batches and st.faithful_plans > 0
     assert not found, _explain(found)
 
 
 @pytest.mark.slow
 def test_larger_slice(fuzz: Soundness) -> None:
     found = _slice(fuzz, (102, 103), 8, variants=4, forms=None)  # 128 expressions
+    for expr in LEAST_GREATEST:  # every variant of the review's cases
+        found += fuzz.run_sql(expr, FORMS, None, None)
     assert not found, _explain(found)
