@@ -953,28 +953,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "queries": [{"name": q.name, "sql": q.sql, "kind": q.kind, "delta": q.delta} for q in QUERIES],
         "sizes": [],
     }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for rows in args.rows:
         _progress(f"== {rows:,} rows")
         data = prepare_data(Path(args.data_dir), rows, args.seed)
         size: dict[str, Any] = {"rows": rows, "data": data, "engines": []}
+        report["sizes"].append(size)
         for name in args.engines:
             cap = ENGINES[name].max_rows(args)
             if cap is not None and rows > cap:
                 size["engines"].append({"engine": name, "rows": rows, "skipped": f"{name} runs up to {cap:,} rows (--pg-max-rows)"})
                 continue
             size["engines"].append(run_isolated(name, rows, data, args))
+            out.write_text(json.dumps(report, indent=2, default=_jsonable))  # a long run killed keeps what it finished
         duck = next((p for p in size["engines"] if p["engine"] == "duckdb" and not p.get("skipped")), None)
         for p in size["engines"]:
             if not p.get("skipped"):
                 p["summary"] = summarize_phase(p, duck)
-        report["sizes"].append(size)
         print(markdown_size(size, args), flush=True)
         print(flush=True)
     report["verdicts"] = verdicts(report)
     report["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     print(markdown_summary(report), flush=True)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=_jsonable))
     _progress(f"wrote {out}")
     return report
