@@ -17,9 +17,12 @@ every engine shares.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlglot import exp
 
 from gateway.catalog import ColumnType, DatasetMeta, TableMeta
+from gateway.errors import InvalidMetadata
 from gateway.sql.scalar import clamp_sql
 from gateway.sql.source import CLAMPED, ROW_ID, clamped_columns
 
@@ -135,3 +138,16 @@ def bound_select(ds: DatasetMeta, table: TableMeta, loaded: exp.Table, *, cut: b
     order += [exp.Ordered(this=col(c), nulls_first=False) for c, m in table.columns.items() if m.type != ColumnType.CATEGORY and m.type != ColumnType.ID]
     rank = exp.Window(this=exp.RowNumber(), partition_by=[unit], order=exp.Order(expressions=order))
     return select.qualify(exp.LTE(this=rank, expression=exp.Literal.number(int(table.max_rows_per_unit))))
+
+
+def check_unit_types(ds: DatasetMeta, names: list[str], type_of: Callable[[str, str], str | None]) -> None:
+    """Joins compare privacy units across tables: their engine types must agree, or a join could fail on
+    some values (and a failure must never depend on the data). `type_of(table, column)` is the engine's
+    type of a loaded table's column (None if it has none)."""
+    if ds.privacy_unit is None:
+        return
+    types = {name: type_of(name, ds.tables[name].column_name(ds.privacy_unit) or ds.privacy_unit)
+             for name in names if not ds.tables[name].public}
+    if len(set(types.values())) > 1:
+        found = ", ".join(f"{t}: {ty}" for t, ty in types.items())
+        raise InvalidMetadata(f"the privacy-unit column {ds.privacy_unit} has different types across tables ({found})")

@@ -137,24 +137,12 @@ class DuckDBEngine:
         return version
 
     def _check_unit_types(self, ds: DatasetMeta, names: list[str]) -> None:
-        """Joins compare privacy units across tables: their engine types must agree, or a join could
-        fail on some values (and a failure must never depend on the data)."""
-        if ds.privacy_unit is None:
-            return
-        types = {}
-        for name in names:
-            table = ds.tables[name]
-            if table.public:
-                continue
-            col = table.column_name(ds.privacy_unit)
-            row = self._con.execute(
-                "SELECT data_type FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
-                [self.relation_name(ds.name, name, bounded=False), col],
-            ).fetchall()
-            types[name] = row[0][0] if row else None
-        if len(set(types.values())) > 1:
-            found = ", ".join(f"{t}: {ty}" for t, ty in types.items())
-            raise InvalidMetadata(f"the privacy-unit column {ds.privacy_unit} has different types across tables ({found})")
+        def type_of(name: str, col: str) -> str | None:
+            row = self._one("SELECT data_type FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                            [self.relation_name(ds.name, name, bounded=False), col])
+            return row[0] if row else None
+
+        bounding.check_unit_types(ds, names, type_of)
 
     def _check_not_null(self, name: str, rel: str, table: TableMeta, ds: DatasetMeta) -> None:
         unit = ds.privacy_unit

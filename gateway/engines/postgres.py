@@ -866,24 +866,15 @@ class PostgresEngine:
         conn.execute(pgsql.SQL("ANALYZE {}").format(self._table(bnd_rel if cut else src_rel)))
 
     def _check_unit_types(self, ds: DatasetMeta, tables: list[str]) -> None:
-        """Joins compare privacy units across tables: their engine types must agree, or a join could
-        fail on some values (and a failure must never depend on the data)."""
-        if ds.privacy_unit is None:
-            return
-        types: dict[str, str | None] = {}
         with self._session() as conn:
-            for name in tables:
-                table = ds.tables[name]
-                if table.public:
-                    continue
+            def type_of(name: str, col: str) -> str | None:
                 row = conn.execute(
                     "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attname = %s",
-                    [self._table(self.relation_name(ds.name, name, bounded=False)).as_string(conn), table.column_name(ds.privacy_unit)],
+                    [self._table(self.relation_name(ds.name, name, bounded=False)).as_string(conn), col],
                 ).fetchone()
-                types[name] = row[0] if row else None
-        if len(set(types.values())) > 1:
-            found = ", ".join(f"{t}: {ty}" for t, ty in types.items())
-            raise InvalidMetadata(f"the privacy-unit column {ds.privacy_unit} has different types across tables ({found})")
+                return row[0] if row else None
+
+            bounding.check_unit_types(ds, tables, type_of)
 
     def _kind(self, conn: psycopg.Connection, rel: str) -> str | None:
         row = conn.execute(

@@ -699,21 +699,9 @@ class SparkEngine:
             self._views[view] = path
 
     def _check_unit_types(self, ds: DatasetMeta, names: list[str]) -> None:
-        """Joins compare privacy units across tables: their engine types must agree, or a join could
-        fail on some values (and a failure must never depend on the data)."""
-        if ds.privacy_unit is None:
-            return
-        types = {}
-        for name in names:
-            table = ds.tables[name]
-            if not table.public:
-                schema = self._schemas[self.relation_name(ds.name, name, bounded=False)]
-                types[name] = schema.get(table.column_name(ds.privacy_unit) or ds.privacy_unit)
-        if len(set(types.values())) > 1:
-            found = ", ".join(f"{t}: {ty}" for t, ty in types.items())
-            raise InvalidMetadata(f"the privacy-unit column {ds.privacy_unit} has different types across tables ({found})")
+        bounding.check_unit_types(
+            ds, names, lambda name, col: self._schemas[self.relation_name(ds.name, name, bounded=False)].get(col))
 
-    # queries
     def _render(self, select: exp.Expression) -> str:
         """Spark SQL of a portable tree, each column typed from the schema of the view it reads (the
         lowering of a cast depends on its operand's type)."""
