@@ -34,6 +34,17 @@ def privacy_parameters(epsilon: Any, delta: Any = 0) -> tuple[Fraction, Fraction
     return eps, dlt
 
 
+def interval_level(alpha: Any) -> float:
+    """The stated intervals' miss probability: a number in [1e-6, 0.5] (0.05: 95% intervals)."""
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise InvalidRequest("alpha must be a number in [1e-6, 0.5]") from None
+    if not 1e-6 <= a <= 0.5:
+        raise InvalidRequest("alpha must be a number in [1e-6, 0.5]")
+    return a
+
+
 class Gateway:
     """The catalog over the engines its datasets live in (one per engine name, connected on first use).
 
@@ -115,9 +126,12 @@ class Gateway:
     def version(self, dataset: str) -> str:
         return self.versions[self.catalog.get(dataset).name.lower()]
 
-    def plan(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0) -> Plan:
+    def plan(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0, alpha: float = 0.05, diagnostics: bool = False) -> Plan:
+        """`alpha`: the stated intervals cover with probability 1 - alpha; `diagnostics`: also release
+        (charged) noisy counts of what bounding did (values clamped, rows cut by the per-unit cap)."""
         eps, dlt = privacy_parameters(epsilon, delta)
-        return Planner(self.catalog.get(dataset), self.engine_named).plan(sql, epsilon=eps, delta=dlt)
+        level = interval_level(alpha)
+        return Planner(self.catalog.get(dataset), self.engine_named).plan(sql, epsilon=eps, delta=dlt, alpha=level, diagnostics=bool(diagnostics))
 
     def engine_for(self, plan: Plan) -> Engine:
         """The engine a plan's tables live in."""
@@ -130,11 +144,11 @@ class Gateway:
         name = found[0] if found else table
         return self.engine_named(meta.engine_of(name)).read_bounded(meta.name, name, columns)
 
-    def preview(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0) -> tuple[Cost, dict[str, Accuracy]]:
-        return expected_accuracy(self.plan(dataset, sql, epsilon=epsilon, delta=delta))
+    def preview(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0, alpha: float = 0.05, diagnostics: bool = False) -> tuple[Cost, dict[str, Accuracy]]:
+        return expected_accuracy(self.plan(dataset, sql, epsilon=epsilon, delta=delta, alpha=alpha, diagnostics=diagnostics))
 
-    def query(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0) -> Answer:
-        plan = self.plan(dataset, sql, epsilon=epsilon, delta=delta)
+    def query(self, dataset: str, sql: str, *, epsilon: Any, delta: Any = 0, alpha: float = 0.05, diagnostics: bool = False) -> Answer:
+        plan = self.plan(dataset, sql, epsilon=epsilon, delta=delta, alpha=alpha, diagnostics=diagnostics)
         return release(plan, self.engine_for(plan))
 
 

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol, Sequence
 
 import duckdb
 import numpy as np
@@ -52,14 +52,27 @@ class Answer:
     accuracy: dict[str, Accuracy]
     cost: Cost
     plan: Plan = field(repr=False)
+    #: per column, one [low, high] per row in `rows` order (None: a key, a derived value, an empty cell)
+    intervals: dict[str, list[list[float] | None]] = field(default_factory=dict)
+    #: per aggregate column, what bounding did to its input (None for keys and derived columns)
+    bounding: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    diagnostics: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "columns": self.columns,
             "rows": self.rows,
             "accuracy": {k: v.to_json() for k, v in self.accuracy.items()},
+            "intervals": self.intervals,
+            "level": 1 - self.plan.alpha,
+            "bounding": self.bounding,
+            "notes": self.notes,
             "cost": self.cost.to_json(),
         }
+        if self.diagnostics is not None:
+            out["diagnostics"] = self.diagnostics
+        return out
 
 
 def _literal(v: Any) -> exp.Expression:
@@ -83,23 +96,20 @@ class Mechanisms:
                 if m.kind == "quantile":
                     self.grids[m.id] = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=QUANTILE_CANDIDATES)
             return
-        eps = plan.share
         k = plan.max_rows
         for mid in plan.released:
             m = self._measure(mid)
-            self.by_measure[mid] = self._build(m, eps, k)
+            self.by_measure[mid] = self._build(m, plan.shares[mid], k)
         if plan.selection == "top_k":
-            self.selection = NoisyTopK(epsilon=eps, sensitivity=k, k=plan.top_k, monotonic=True)
+            self.selection = NoisyTopK(epsilon=plan.share, sensitivity=k, k=plan.top_k, monotonic=True)
         elif plan.selection == "threshold":
             try:
-                self.selection = ThresholdCounts(epsilon=eps, delta=plan.delta, max_partitions=k, max_rows=k)
+                self.selection = ThresholdCounts(epsilon=plan.share, delta=plan.delta, max_partitions=k, max_rows=k)
             except ValueError:
                 # public parameters only (ε's share, δ, k): refused before any data is read
                 raise InvalidRequest(
                     "delta is too small for threshold partition selection at this epsilon; ask with a larger delta"
                 ) from None
-            if plan.count_measure is not None:
-                self.by_measure[plan.count_measure] = self.selection
         # what the mechanisms cost, each by OpenDP's own map, never exceeds what the plan charges
         if not self.cost().fits_within(plan.cost):
             raise AssertionError("the mechanisms would cost more than the plan charges")
@@ -139,8 +149,9 @@ def _where(plan: Plan, extra: exp.Expression | None = None) -> exp.Expression | 
 
 
 def _scanned(plan: Plan) -> list[Measure]:
-    """The measures the engine computes in the main query (not quantiles, not derived sums)."""
-    return [m for m in plan.measures if m.kind != "quantile" and m.base is None]
+    """The measures the engine computes in the main query (not quantiles, not derived sums, not the
+    per-table cap checks of diagnostics)."""
+    return [m for m in plan.measures if m.kind != "quantile" and m.base is None and m.sql is not None]
 
 
 def main_query(plan: Plan) -> exp.Select | None:
@@ -315,21 +326,21 @@ def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) ->
         cells = [cells[i] for i in picked]
         selection_accuracy = Accuracy("noisy_max", mechs.selection.scale, None)
 
+    checks = {mid for _, _, mid in plan.checks}
     values: dict[str, list[Any]] = {}
     for m in plan.measures:
-        if m.kind == "quantile":
+        if m.kind == "quantile" or m.id in checks:
             continue
         raw = [(exact.get(canonical_cell(c)) or {}).get(m.id) for c in cells]
         raw = [0 if v is None else v for v in raw]
         mech = mechs.by_measure.get(m.id)
-        if plan.public or m.id not in plan.released and m.id != plan.count_measure:
+        if plan.public or m.id not in plan.released:
             values[m.id] = raw
-        elif mech is mechs.selection and plan.selection == "threshold":
-            values[m.id] = [noisy_counts[c] for c in cells]
         elif mech is None:
             values[m.id] = [float(v) for v in raw]
         else:
             values[m.id] = mech.release([int(v) for v in raw] if m.integer else [float(v) for v in raw])
+    quantile_intervals: dict[str, list[list[float] | None]] = {}
     for m in plan.measures:
         if m.kind != "quantile":
             continue
@@ -347,17 +358,35 @@ def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) ->
             else:
                 out.append(mechs.by_measure[m.id].release_from_histogram(below.tolist(), equal.tolist(), above.tolist()))
         values[m.id] = out
+        quantile_intervals[m.id] = [[v, v] for v in out] if plan.public else [None] * len(out)
 
     frame: dict[str, list[Any]] = {}
     for i, key in enumerate(plan.keys):
         frame[key.id] = [c[i] for c in cells]
     accuracy_by_agg: dict[str, Accuracy] = {}
+    bands: dict[str, list[list[float] | None]] = {}
     for agg in plan.aggregates:
-        frame[agg.id], accuracy_by_agg[agg.id] = _finish(agg, values, mechs, plan)
+        frame[agg.id], accuracy_by_agg[agg.id], bands[agg.id] = _finish(agg, values, mechs, plan, quantile_intervals)
     if plan.selection == "top_k":
         frame["_rank"] = list(range(len(cells)))
+    # each aggregate column's interval ends travel with its row through HAVING, ORDER BY and LIMIT
+    carried = [c.source for c in plan.columns if c.source in bands]
+    for aid in dict.fromkeys(carried):
+        frame[f"_lo{aid}"] = [None if b is None else b[0] for b in bands[aid]]
+        frame[f"_hi{aid}"] = [None if b is None else b[1] for b in bands[aid]]
     columns = [c.name for c in plan.columns]
-    rows = post_process(plan, frame, len(cells))
+    extra = [f"_{end}{aid}" for aid in dict.fromkeys(carried) for end in ("lo", "hi")]
+    full = post_process(plan, frame, len(cells), extra=extra)
+    width = len(plan.columns)
+    rows = [r[:width] for r in full]
+    ends = {name: [r[width + j] for r in full] for j, name in enumerate(extra)}
+    intervals: dict[str, list[list[float] | None]] = {}
+    for col in plan.columns:
+        if col.source in bands:
+            lo, hi = ends[f"_lo{col.source}"], ends[f"_hi{col.source}"]
+            intervals[col.name] = [None if a is None or b is None else [a, b] for a, b in zip(lo, hi)]
+        else:
+            intervals[col.name] = [None] * len(rows)
 
     accuracy: dict[str, Accuracy] = {}
     for col in plan.columns:
@@ -370,7 +399,114 @@ def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) ->
                 accuracy[col.name] = selection_accuracy or Accuracy("none", 0.0, 0.0)
         else:
             accuracy[col.name] = accuracy_by_agg[col.source]
-    return Answer(columns, rows, accuracy, plan.cost, plan)
+    bounding = bounding_of(plan)
+    notes = _notes(plan, rows, intervals)
+    diagnostics = _diagnostics(plan, exact, mechs, engine) if plan.checks else None
+    return Answer(columns, rows, accuracy, plan.cost, plan, intervals, bounding, notes, diagnostics)
+
+
+def bounding_of(plan: Plan) -> dict[str, dict[str, Any] | None]:
+    """Per output column that is an aggregate: the clamp bounds its values were held to and the
+    per-unit row cap, all public. The stated intervals cover the noise only, not what these did."""
+    aggs = {a.id: a for a in plan.aggregates}
+    out: dict[str, dict[str, Any] | None] = {}
+    for col in plan.columns:
+        agg = aggs.get(col.source or "")
+        if agg is None or plan.public:
+            out[col.name] = None
+            continue
+        entry: dict[str, Any] = {"max_rows_per_unit": plan.max_rows}
+        if agg.func != "count":
+            entry["lower"], entry["upper"] = agg.lower, agg.upper
+            entry["note"] = (
+                f"each value was clamped to [{_num(agg.lower)}, {_num(agg.upper)}] and at most {plan.max_rows} "
+                f"row(s) per {_unit_name(plan)} were read; the interval covers the noise only, not the bias "
+                "of clamping or of the cap (ask with diagnostics: true to count them)"
+            )
+        else:
+            entry["note"] = (
+                f"at most {plan.max_rows} row(s) per {_unit_name(plan)} were counted; the interval covers the "
+                "noise only, not rows the cap left out (ask with diagnostics: true to count them)"
+            )
+        out[col.name] = entry
+    return out
+
+
+def _unit_name(plan: Plan) -> str:
+    return plan.source.dataset.privacy_unit or "row"
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
+
+
+def _notes(plan: Plan, rows: list[list[Any]], intervals: dict[str, list[list[float] | None]]) -> list[str]:
+    """What a reader of the intervals must know: cells with no value, cells whose interval is the
+    whole clamp range (too few rows to say more)."""
+    notes = []
+    aggs = {a.id: a for a in plan.aggregates}
+    for j, col in enumerate(plan.columns):
+        agg = aggs.get(col.source or "")
+        if agg is None or agg.func not in ("avg", "var", "stddev", "quantile") or plan.public:
+            continue
+        full = intervals.get(col.name) or []
+        empty = sum(1 for r in rows if r[j] is None)
+        if agg.func == "quantile":
+            wide = 0
+        else:
+            top = (agg.upper - agg.lower) ** 2 if agg.func == "var" else (agg.upper - agg.lower)
+            wide = sum(1 for b in full if b is not None and b[1] - b[0] >= top * (1 - 1e-9) and top > 0)
+        if empty:
+            notes.append(f"{col.name}: {empty} cell(s) too small to state a value (too few rows)")
+        if wide:
+            notes.append(f"{col.name}: {wide} cell(s) have too few rows for an interval narrower than the clamp range")
+    return notes
+
+
+def cap_query(plan: Plan, use: Any, cap: int) -> exp.Select:
+    """Units of one table with more than `cap` rows before bounding, and their rows past the cap
+    (counted up to `cap` per unit), over the table as loaded (the cap applies before any WHERE)."""
+    source = plan.source
+    unit = source._unit(use)
+    per_unit = exp.select(exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True)).from_(source._relation(use, bounded=False)).group_by(unit)
+    n = exp.column("_n", table="_u", quoted=True)
+    over = exp.GT(this=n, expression=exp.Literal.number(cap))
+    cut = exp.Least(this=exp.Sub(this=n.copy(), expression=exp.Literal.number(cap)), expressions=[exp.Literal.number(cap)])
+    units = exp.Sum(this=exp.Case(ifs=[exp.If(this=over, true=exp.Literal.number(1))], default=exp.Literal.number(0)))
+    rows = exp.Sum(this=exp.Case(ifs=[exp.If(this=over.copy(), true=cut)], default=exp.Literal.number(0)))
+    return exp.select(exp.alias_(units, "_units", quoted=True), exp.alias_(rows, "_rows", quoted=True)).from_(
+        exp.Subquery(this=per_unit, alias=exp.TableAlias(this=exp.to_identifier("_u", quoted=True)))
+    )
+
+
+def _diagnostics(plan: Plan, exact: dict[tuple, dict[str, Any]], mechs: Mechanisms, engine: Engine) -> dict[str, Any]:
+    """The noisy counts `diagnostics: true` paid for: values clamped per aggregate column (over every
+    row the query's WHERE keeps) and, per table, units whose rows the cap cut and the rows cut."""
+    names = {c.source: c.name for c in plan.columns if c.source}
+    out: dict[str, Any] = {"clamped": {}, "capped": {}}
+    cap_rows: dict[str, tuple[int, int]] = {}
+    for what_id, what, mid in plan.checks:
+        mech = mechs.by_measure[mid]
+        if what == "clamped":
+            total = sum(int(v.get(mid) or 0) for v in exact.values())
+            noisy = max(0, int(mech.release([total])[0]))
+            out["clamped"][names.get(what_id, what_id)] = {"rows": noisy, "ci95": _ci(mech, 0.05)}
+        else:
+            table = what_id
+            if table not in cap_rows:
+                use = next(u for u in plan.source.tables if u.name == table)
+                got = engine.execute(cap_query(plan, use, use.meta.max_rows_per_unit))
+                units, rows = (got[0] if got else (0, 0))
+                cap_rows[table] = (int(units or 0), int(rows or 0))
+            exact_value = cap_rows[table][0 if what == "units_capped" else 1]
+            noisy = max(0, int(mech.release([exact_value])[0]))
+            out["capped"].setdefault(table, {})[what] = {"value": noisy, "ci95": _ci(mech, 0.05)}
+    out["note"] = (
+        "noisy counts, charged with the query: 'clamped' counts rows whose value lay outside the clamp "
+        "bounds; 'capped' counts units with more rows than the per-unit cap (before any WHERE) and the "
+        "rows past it, each unit's counted up to the cap"
+    )
+    return out
 
 
 _POST = duckdb.connect(":memory:")  # holds no data: each call reads its own VALUES list
@@ -394,17 +530,18 @@ def _sql_type(plan: Plan, name: str, values: list[Any]) -> str:
     return "DOUBLE"
 
 
-def post_process(plan: Plan, frame: dict[str, list[Any]], n: int) -> list[list[Any]]:
+def post_process(plan: Plan, frame: dict[str, list[Any]], n: int, *, extra: Sequence[str] = ()) -> list[list[Any]]:
     """SELECT items, HAVING, ORDER BY and LIMIT over the released values only.
 
     Plain answers (every column a key or an aggregate, nothing to filter or order) are built directly;
     anything else runs the plan's post-processing SQL over a VALUES list in an in-memory DuckDB that
     holds no data."""
     post = plan.post
-    show = [_shown_key if (c.source or "").startswith("_k") else _py for c in plan.columns]
+    show = [_shown_key if (c.source or "").startswith("_k") else _py for c in plan.columns] + [_py] * len(extra)
     simple = all(c.source for c in plan.columns) and not any(post.args.get(k) for k in ("where", "order", "limit", "offset"))
     if simple:
-        return [[f(frame[c.source][i]) for f, c in zip(show, plan.columns)] for i in range(n)]  # type: ignore[index]
+        sources = [c.source for c in plan.columns] + list(extra)
+        return [[f(frame[src][i]) for f, src in zip(show, sources)] for i in range(n)]  # type: ignore[index]
     names = list(frame)
     if names:
         # TRY_CAST: a released key may be a value the type cannot hold (a date out of range, as text)
@@ -420,6 +557,8 @@ def post_process(plan: Plan, frame: dict[str, list[Any]], n: int) -> list[list[A
     else:
         source = exp.select(exp.alias_(exp.Literal.number(1), "_one")).from_(exp.Anonymous(this="range", expressions=[exp.Literal.number(n)]))
     query = post.copy()
+    if extra:  # columns carried through HAVING/ORDER BY/LIMIT beside the answer's (interval ends)
+        query.set("expressions", [*query.expressions, *(exp.column(e, quoted=True) for e in extra)])
     query.set("from_", exp.From(this=exp.Subquery(this=source, alias=exp.TableAlias(this=exp.to_identifier("noisy")))))
     cur = _POST.cursor()
     try:
@@ -466,32 +605,49 @@ def _ci(mech: Any, alpha: float) -> float:
     return laplace_ci(mech.scale, alpha)
 
 
-def _finish(agg: Aggregate, values: dict[str, list[Any]], mechs: Mechanisms, plan: Plan) -> tuple[list[Any], Accuracy]:
-    """Post-process one aggregate's released measures into its column, with its accuracy."""
+def _finish(
+    agg: Aggregate, values: dict[str, list[Any]], mechs: Mechanisms, plan: Plan, quantile_intervals: dict[str, list[list[float] | None]]
+) -> tuple[list[Any], Accuracy, list[list[float] | None]]:
+    """Post-process one aggregate's released measures into its column, its per-column accuracy (the
+    95% summary) and each cell's interval at the plan's level 1 - alpha (None where no value is
+    released). Every interval is computed from released values and public scales only."""
     ms = [values[m] for m in agg.measures]
     mech = [mechs.by_measure.get(m) for m in agg.measures]
     public = plan.public
+    alpha = plan.alpha
     if agg.func == "count":
-        out = [max(0, int(v)) for v in ms[0]]
+        raw = [int(v) for v in ms[0]]
+        out = [max(0, v) for v in raw]
         if public:
-            return out, Accuracy("none", 0.0, 0.0)
-        return out, Accuracy(mech[0].name, mech[0].scale, _ci(mech[0], 0.05))
+            return out, Accuracy("none", 0.0, 0.0), [[float(v), float(v)] for v in out]
+        h = _ci(mech[0], alpha)
+        return out, Accuracy(mech[0].name, mech[0].scale, _ci(mech[0], 0.05)), [[float(max(0, v - h)), float(max(0, v + h))] for v in raw]
     if agg.func == "sum":
-        out = [max(0.0, float(v)) if agg.nonnegative else float(v) for v in ms[0]]
+        raw_f = [float(v) for v in ms[0]]
+        out = [max(0.0, v) for v in raw_f] if agg.nonnegative else raw_f
         if public or mech[0] is None:
-            return out, Accuracy("none", 0.0, 0.0)
-        return out, Accuracy(mech[0].name, mech[0].scale, _ci(mech[0], 0.05))
+            return out, Accuracy("none", 0.0, 0.0), [[v, v] for v in out]
+        h = _ci(mech[0], alpha)
+        clip = (lambda v: max(0.0, v)) if agg.nonnegative else (lambda v: v)
+        return out, Accuracy(mech[0].name, mech[0].scale, _ci(mech[0], 0.05)), [[clip(v - h), clip(v + h)] for v in raw_f]
     if agg.func == "quantile":
+        bands = quantile_intervals.get(agg.measures[0]) or [None] * len(ms[0])
         if public:
-            return list(ms[0]), Accuracy("none", 0.0, None)
-        return list(ms[0]), Accuracy(mech[0].name, mech[0].scale, None)
+            return list(ms[0]), Accuracy("none", 0.0, 0.0), bands
+        widths = [(b[1] - b[0]) / 2 for b in bands if b is not None]
+        return list(ms[0]), Accuracy(mech[0].name, mech[0].scale, max(widths) if widths else None), bands
     lo, hi = agg.lower, agg.upper
     mid, half = (lo + hi) / 2, (hi - lo) / 2
     counts, sums = ms[0], ms[1]
-    out = []
-    worst: float | None = None  # no released value, no interval to state
-    a = _ci(mech[1], 0.025) if not public else 0.0
-    b = _ci(mech[0], 0.025) if not public else 0.0
+    parts = 2 if agg.func == "avg" else 3  # each measure's interval misses with alpha / parts (union bound)
+    out: list[Any] = []
+    bands: list[list[float] | None] = []
+    worst: float | None = None  # the widest cell's 95% half-width: no released value, no interval
+    a = _ci(mech[1], alpha / parts) if not public else 0.0
+    b = _ci(mech[0], alpha / parts) if not public else 0.0
+    a95 = _ci(mech[1], 0.05 / parts) if not public else 0.0
+    b95 = _ci(mech[0], 0.05 / parts) if not public else 0.0
+    c = _ci(mech[2], alpha / parts) if not public and parts == 3 else 0.0
     for i, (n, s) in enumerate(zip(counts, sums)):
         n = float(n)
         s = float(s)
@@ -499,30 +655,70 @@ def _finish(agg: Aggregate, values: dict[str, list[Any]], mechs: Mechanisms, pla
         if agg.func == "avg":
             if n < 1:
                 out.append(None)  # no released value, so no interval to state
+                bands.append(None)
                 continue
-            out.append(min(max(mid + s / nn, lo), hi))
-            # |S/N - S~/N~| <= (a + |S~| b / N~) / (N~ - b) when |S - S~| <= a and |N - N~| <= b
-            width = (a + abs(s) * b / nn) / (nn - b) if nn > b else hi - lo
-            worst = max(worst or 0.0, min(width, hi - lo))
-        else:
-            qsum = float(ms[2][i])
-            if n < 2:
-                out.append(None)
-                continue
-            var = qsum / nn - (s / nn) ** 2
-            if agg.sample:
-                var *= nn / (nn - 1)
-            var = min(max(var, 0.0), half * half * (2 if agg.sample else 1))
-            out.append(var if agg.func == "var" else math.sqrt(var))
+            value = min(max(mid + s / nn, lo), hi)
+            out.append(value)
+            w = _avg_halfwidth(s, nn, a, b, half)
+            bands.append([max(lo, value - w), min(hi, value + w)])
+            worst = max(worst or 0.0, _avg_halfwidth(s, nn, a95, b95, half))
+            continue
+        qsum = float(ms[2][i])
+        if n < 2:
+            out.append(None)
+            bands.append(None)
+            continue
+        var = qsum / nn - (s / nn) ** 2
+        if agg.sample:
+            var *= nn / (nn - 1)
+        top = half * half * (2 if agg.sample else 1)
+        var = min(max(var, 0.0), top)
+        out.append(var if agg.func == "var" else math.sqrt(var))
+        v_lo, v_hi = _var_band(qsum, s, nn, a, b, c, half, agg.sample)
+        v_lo, v_hi = max(0.0, min(v_lo, var)), min(top, max(v_hi, var))
+        bands.append([v_lo, v_hi] if agg.func == "var" else [math.sqrt(v_lo), math.sqrt(v_hi)])
     if public:
-        return out, Accuracy("none", 0.0, 0.0)
+        return out, Accuracy("none", 0.0, 0.0), [None if v is None else [v, v] for v in out]
     if agg.func == "avg":
-        return out, Accuracy("laplace", mech[1].scale if mech[1] else 0.0, worst)
-    return out, Accuracy("laplace", mech[2].scale if mech[2] else 0.0, None)
+        return out, Accuracy("laplace", None, worst), bands
+    return out, Accuracy("laplace", None, None), bands
 
 
-def expected_accuracy(plan: Plan) -> tuple[Cost, dict[str, Accuracy]]:
-    """Cost and per-column accuracy known before any data is read (the free preview)."""
+def _avg_halfwidth(s: float, n: float, a: float, b: float, half: float) -> float:
+    """|S/N - S~/N~| <= (a + |S~| b / N~) / (N~ - b) when |S - S~| <= a and |N - N~| <= b (S the
+    centred sum); the whole clamp range where the noisy count is within its own noise of 0."""
+    if n <= b:
+        return 2 * half
+    return min((a + abs(s) * b / n) / (n - b), 2 * half)
+
+
+def _var_band(q: float, s: float, n: float, a: float, b: float, c: float, half: float, sample: bool) -> tuple[float, float]:
+    """Bounds on the variance given |Q - Q~| <= c, |S - S~| <= a, |N - N~| <= b (Q the centred sum of
+    squares, S the centred sum, N the count): V = Q/N - (S/N)^2, times N/(N-1) for the sample form."""
+    top = half * half * (2 if sample else 1)
+    if n - b <= (1 if sample else 0):
+        return 0.0, top
+    n_lo, n_hi = n - b, n + b
+    q_lo = max(0.0, q - c) / n_hi
+    q_hi = (q + c) / n_lo
+    m = s / n
+    w = _avg_halfwidth(s, n, a, b, half)
+    m_lo, m_hi = max(-half, m - w), min(half, m + w)
+    sq_hi = max(m_lo * m_lo, m_hi * m_hi)
+    sq_lo = 0.0 if m_lo <= 0 <= m_hi else min(m_lo * m_lo, m_hi * m_hi)
+    v_lo, v_hi = max(0.0, q_lo - sq_hi), max(0.0, q_hi - sq_lo)
+    if sample:
+        v_lo *= n_hi / (n_hi - 1)
+        v_hi *= n_lo / (n_lo - 1)
+    return min(v_lo, top), min(v_hi, top)
+
+
+def expected_accuracy(plan: Plan, rows: int | None = None) -> tuple[Cost, dict[str, Accuracy]]:
+    """Cost and per-column 95% accuracy known before any data is read (the free preview).
+
+    AVG, VAR and STDDEV depend on a cell's private count: with `rows` (a public assumption the caller
+    makes about a cell's size) their half-width is stated for a cell of that many rows whose noisy
+    values are typical (S~ = 0 for AVG; for VAR the widest case over the noise); without it, None."""
     mechs = Mechanisms(plan)
     acc: dict[str, Accuracy] = {}
     for col in plan.columns:
@@ -548,7 +744,20 @@ def expected_accuracy(plan: Plan) -> tuple[Cost, dict[str, Accuracy]]:
         elif agg.func == "quantile":
             acc[col.name] = Accuracy(mech[0].name, mech[0].scale, None)
         else:
-            # AVG's interval depends on the noisy count; VAR/STDDEV report the sum of squares' noise, as the answer does
-            noise = mech[1] if agg.func == "avg" else mech[2]
-            acc[col.name] = Accuracy("laplace", noise.scale if noise else 0.0, None)
+            half = (agg.upper - agg.lower) / 2
+            ci: float | None = None
+            if rows is not None:
+                parts = 2 if agg.func == "avg" else 3
+                a, b = _ci(mech[1], 0.05 / parts), _ci(mech[0], 0.05 / parts)
+                if agg.func == "avg":
+                    ci = _avg_halfwidth(0.0, float(rows), a, b, half)
+                else:
+                    c = _ci(mech[2], 0.05 / parts)
+                    # the widest band over typical values: spread half the range, centred mean
+                    q = float(rows) * (half * half) / 3
+                    v_lo, v_hi = _var_band(q, 0.0, float(rows), a, b, c, half, agg.sample)
+                    if agg.func == "stddev":
+                        v_lo, v_hi = math.sqrt(v_lo), math.sqrt(v_hi)
+                    ci = (v_hi - v_lo) / 2
+            acc[col.name] = Accuracy("laplace", None, ci)
     return plan.cost, acc
