@@ -12,6 +12,7 @@ change the counts of all cells together by at most k in L1.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -97,10 +98,14 @@ class Plan:
     columns: tuple[OutputColumn, ...]
     epsilon: Fraction
     delta: Fraction
-    share: Fraction  # ε of each measurement (and of the selection, if any)
+    share: Fraction  # ε of the selection, if any (each measurement's is in `shares`)
     public: bool
     max_rows: int
     engine: str = "duckdb"  # where the tables live (one engine per query); the plan is the same on every engine
+    alpha: float = 0.05  # the stated intervals cover with probability 1 - alpha
+    diagnostics: bool = False  # also release noisy counts of what bounding did (charged)
+    shares: dict[str, Fraction] = field(default_factory=dict, compare=False)  # ε of each released measure
+    checks: tuple[tuple[str, str, str], ...] = ()  # diagnostics: (aggregate id, what, measure id)
 
     @property
     def cost(self) -> Cost:
@@ -140,6 +145,21 @@ AGG_FUNCS = {
 MIN_ROW_BOUND = 1.0
 
 
+def _value_node(node: exp.Expression) -> exp.Expression | None:
+    """The value an aggregate call reads (None for COUNT(*) and COUNT(DISTINCT ...))."""
+    if isinstance(node, exp.WithinGroup):
+        order = node.expression
+        return order.expressions[0].this if isinstance(order, exp.Order) and order.expressions else None
+    arg = node.this
+    return None if isinstance(arg, (exp.Star, exp.Distinct)) or arg is None else arg
+
+
+def split_epsilon(weights: dict[str, float], epsilon: Fraction) -> dict[str, Fraction]:
+    """Equal shares that add up to exactly ε (the optimised split replaces this)."""
+    share = epsilon / len(weights)
+    return dict.fromkeys(weights, share)
+
+
 def _post_meta(t: str) -> ColumnMeta:
     kind = {NUM: ColumnType.FLOAT, STR: ColumnType.CATEGORY, BOOL: ColumnType.BOOL, DATE: ColumnType.DATE}.get(
         t, ColumnType.FLOAT
@@ -152,24 +172,25 @@ class Planner:
         self.dataset = dataset
         self.relations = relations
 
-    def plan(self, sql: str, *, epsilon: Fraction, delta: Fraction = Fraction(0)) -> Plan:
+    def plan(self, sql: str, *, epsilon: Fraction, delta: Fraction = Fraction(0), alpha: float = 0.05, diagnostics: bool = False) -> Plan:
         if epsilon <= 0:
             raise InvalidRequest("epsilon must be positive")
         if not 0 <= delta < 1:
             raise InvalidRequest("delta must be in [0, 1)")
         tree = parse(sql)
-        return _Build(self, tree, sql, epsilon, delta).plan()
+        return _Build(self, tree, sql, epsilon, delta, diagnostics=diagnostics).plan(alpha)
 
 
 class _Build:
-    def __init__(self, planner: Planner, tree: exp.Select, sql: str, epsilon: Fraction, delta: Fraction) -> None:
+    def __init__(self, planner: Planner, tree: exp.Select, sql: str, epsilon: Fraction, delta: Fraction, *, diagnostics: bool = False) -> None:
         self.ds = planner.dataset
+        self.diagnostics = diagnostics
         self.tree = tree
         self.sql = sql
         self.epsilon = epsilon
         self.delta = delta
         self._reject_modifiers(tree)
-        self.source = Source(self.ds, tree, planner.relations)
+        self.source = Source.of(self.ds, tree, planner.relations)  # FROM a subquery: gateway.sql.nested
         self.k = self.source.max_rows
         dialect = self.source.relations.dialect  # the engine's semantics: what its SQL really does
         self.rows_scalar = ScalarCompiler(self._resolve, clamp=False, dialect=dialect)
@@ -178,6 +199,7 @@ class _Build:
         self.measure_keys: dict[str, str] = {}
         self.aggregates: dict[str, Aggregate] = {}
         self.agg_keys: dict[str, str] = {}
+        self._agg_nodes: dict[str, exp.Expression | None] = {}  # the value each aggregate reads
         self.keys: list[GroupKey] = []
         self.key_nodes: list[str] = []  # normalised SQL of each GROUP BY expression
 
@@ -192,16 +214,23 @@ class _Build:
                 continue
             name = {"with": "WITH", "with_": "WITH", "distinct": "SELECT DISTINCT", "qualify": "QUALIFY"}.get(key, key.rstrip("_").upper())
             raise unsupported(f"{name} is not supported", v if isinstance(v, exp.Expression) else tree, name)
+        # One subquery is allowed: the whole FROM, whose parts gateway.sql.nested checks (`Source.of`).
+        from_ = tree.args.get("from_") or tree.args.get("from")
+        derived = from_.this if from_ is not None and isinstance(from_.this, exp.Subquery) else None
+        allowed = {id(derived), id(derived.this)} if derived is not None else set()
         for node in tree.walk():
             if isinstance(node, exp.Window):
                 raise unsupported("window functions are not supported", node, "window function")
-            if isinstance(node, (exp.Subquery,)) or (isinstance(node, exp.Select) and node is not tree):
-                raise unsupported("subqueries are not supported", node, "subquery")
+            if (isinstance(node, exp.Subquery) or (isinstance(node, exp.Select) and node is not tree)) and id(node) not in allowed:
+                raise unsupported(
+                    "subqueries are supported only as the whole FROM, one level deep and grouped by the privacy unit: "
+                    "SELECT AVG(s) FROM (SELECT unit, SUM(x) AS s FROM t GROUP BY unit) d", node, "subquery",
+                )
             if isinstance(node, exp.Placeholder) or isinstance(node, exp.Parameter):
                 raise unsupported("parameters are not supported", node, "parameter")
 
     # main
-    def plan(self) -> Plan:
+    def plan(self, alpha: float = 0.05) -> Plan:
         tree = self.tree
         items = list(tree.expressions)
         if any(isinstance(i, exp.Star) for i in items):
@@ -272,17 +301,20 @@ class _Build:
             post = post.offset(offset)
 
         used = {m for a in self.aggregates.values() for m in a.measures}
+        diagnostics = self._diagnostics() if self.diagnostics and not self.source.public else ()
+        used |= {mid for _, _, mid in diagnostics}
         # Measures released with noise of their own. The selection's counts are not among them: top-k
-        # uses them only to select; threshold selection releases them as the COUNT(*) answer.
-        released = tuple(m for m in self.measures if m in used and not (selection == "threshold" and m == count_id))
-        shares = len(released) + (1 if selection in ("threshold", "top_k") else 0)
+        # and threshold selection use them only to select; a selected cell's COUNT(*) is measured again
+        # with fresh noise (a count released with the noise that selected it is biased upwards: the
+        # winner's curse), from its own share of ε.
+        released = tuple(m for m in self.measures if m in used)
         if selection == "threshold" and self.delta <= 0:
             raise unsupported(
                 "GROUP BY on a key without a public list of values needs delta > 0 (threshold partition selection)",
                 tree.args.get("group"),
                 "GROUP BY",
             )
-        share = self.epsilon / max(shares, 1)
+        share, shares = self._split(released, selection)
         return Plan(
             dataset=self.ds.name,
             sql=self.sql,
@@ -304,7 +336,84 @@ class _Build:
             public=self.source.public,
             max_rows=self.k,
             engine=self.source.engine,
+            alpha=alpha,
+            diagnostics=self.diagnostics,
+            shares=shares,
+            checks=diagnostics,
         )
+
+    def _split(self, released: tuple[str, ...], selection: str) -> tuple[Fraction, dict[str, Fraction]]:
+        """ε of the selection (if any) and of each released measure; they add up to exactly ε.
+
+        The selection (threshold or top-k) takes one share as if it were one more measurement:
+        ε / (measurements + 1). The measurements split the rest by `split_epsilon`, which minimises
+        the sum of the answer columns' stated half-widths (each relative to its width under an equal
+        split) given the public weights of `_weights`; with independent measures it is the equal split.
+        """
+        n_sel = 1 if selection in ("threshold", "top_k") else 0
+        total = len(released) + n_sel
+        if total == 0:
+            return self.epsilon, {}
+        sel = self.epsilon / total if n_sel else Fraction(0)
+        rest = self.epsilon - sel
+        if not released:
+            return sel, {}
+        shares = split_epsilon(self._weights(released), rest)
+        return (sel if n_sel else self.epsilon / total), shares
+
+    def _weights(self, released: tuple[str, ...]) -> dict[str, float]:
+        """Per released measure, how much its noise weighs in the answer's stated half-widths.
+
+        A column's half-width is linear in each of its measures' noise scales, 1/ε_i: a COUNT or SUM
+        column is its one measure's (weight 1); AVG = mid + S/N moves by dS/N + (S/N)·dN/N, with
+        |S/N| <= half the range and assumed half of that (the typical case; public): the centred sum
+        weighs 1, the count 0.5 in units of the column's own width; VAR/STDDEV: the sum of squares 1,
+        the centred sum 1, the count 0.5. Each column counts once: its weights are scaled by its own
+        width, so that no column dominates by its units. Diagnostics' counts weigh 0.25."""
+        weights = dict.fromkeys(released, 0.0)
+        per_agg = {
+            "avg": (0.5, 1.0),
+            "var": (0.5, 1.0, 1.0),
+            "stddev": (0.5, 1.0, 1.0),
+        }
+        for agg in self.aggregates.values():
+            parts = per_agg.get(agg.func, (1.0,) * len(agg.measures))
+            for mid, w in zip(agg.measures, parts):
+                if mid in weights:
+                    weights[mid] += w / sum(parts)
+        for mid in weights:
+            if weights[mid] == 0.0:
+                weights[mid] = 0.25
+        return weights
+
+    def _diagnostics(self) -> tuple[tuple[str, str, str], ...]:
+        """(column, what, measure id) of the noisy counts `diagnostics: true` asks for: per bounded
+        value aggregated, the rows whose value lay outside its bounds (clamped); per table, the rows
+        past the per-unit cap are counted by the release (see release.cap_checks)."""
+        out = []
+        for agg in self.aggregates.values():
+            node = self._agg_nodes.get(agg.id)
+            if node is None or agg.func == "count":
+                continue
+            raw = self.rows_scalar(node).sql
+            if self.rows_scalar(node).type != NUM:
+                continue
+            outside = exp.or_(
+                exp.LT(this=raw.copy(), expression=lit_num(agg.lower)),
+                exp.GT(this=raw.copy(), expression=lit_num(agg.upper)),
+            )
+            flag = exp.Case(ifs=[exp.If(this=outside, true=exp.Literal.number(1))], default=exp.Literal.number(0))
+            mid = self._measure(f"diag:clamped:{self._norm(node)}", "count", exp.Sum(this=flag), self.k, True)
+            out.append((agg.id, "clamped", mid))
+        if self.ds.privacy_unit is not None:
+            for use in self.source.tables:
+                if use.meta.public:
+                    continue
+                cap = use.meta.max_rows_per_unit
+                units = self._measure(f"diag:units:{use.name}", "count", None, 1, True)
+                rows = self._measure(f"diag:rows:{use.name}", "count", None, cap, True)
+                out += [(use.name, "units_capped", units), (use.name, "rows_cut", rows)]
+        return tuple(out)
 
     def _int_clause(self, node: exp.Expression | None, what: str) -> int | None:
         if node is None:
@@ -481,6 +590,7 @@ class _Build:
             return self.agg_keys[key]
         agg = self._build_aggregate(node)
         self.aggregates[agg.id] = agg
+        self._agg_nodes[agg.id] = _value_node(node)
         self.agg_keys[key] = agg.id
         return agg.id
 
