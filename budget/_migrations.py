@@ -148,8 +148,15 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_entry_rho(conn: Connection) -> None:
+    # a nullable column: existing entries (all accounted in (ε, δ) alone) read back with no ρ. Both
+    # databases add it in place, inside the step's transaction.
+    conn.execute(sa.text("ALTER TABLE ledger_entries ADD COLUMN rho TEXT"))
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "initial ledger: principals, budgets, entries, requests, cache, audit", _v1_initial),
+    Step(2, "ledger entries record the rho (zCDP) a charge was converted from", _v2_entry_rho),
 )
 LATEST = STEPS[-1].version
 

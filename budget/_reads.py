@@ -13,7 +13,7 @@ from . import _schema as s
 from ._base import LedgerBase, budget_json, figures
 from .errors import InvalidInput
 from .records import Remaining, entry_json
-from .units import cost_of
+from .units import cost_of, rho_of
 
 MAX_LIMIT = 100_000
 
@@ -77,7 +77,7 @@ class Reads(LedgerBase):
                 request_id=r.request_id,
                 kind=r.kind,
                 detail=json.loads(r.detail),
-                cost=cost_of((r.epsilon, r.delta)),
+                cost=cost_of((r.epsilon, r.delta), rho_of(r.rho)),
             )
             for r in rows
         ]

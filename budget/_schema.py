@@ -1,6 +1,7 @@
 """The ledger's tables as the code queries them (the shape `_migrations` builds, step by step).
 
-Amounts are integers of the units in `units` (ε in 1e-12, δ in 1e-18). Spending is keyed by names
+Amounts are integers of the units in `units` (ε in 1e-12, δ in 1e-18); an entry's ρ, a record beside
+its charged (ε, δ), is kept exact as text. Spending is keyed by names
 (analyst, organisation, dataset), never by surrogate ids, so re-creating an analyst or re-registering a
 dataset finds its spending where it left it.
 
@@ -144,6 +145,9 @@ ledger_entries = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),  # JSON
     sa.Column("epsilon", sa.BigInteger, nullable=False),
     sa.Column("delta", sa.BigInteger, nullable=False),
+    # the ρ (zCDP) that a Gaussian charge's (ε, δ) was converted from, exact ("p/q"); a record only,
+    # never summed into a budget; NULL for charges accounted in (ε, δ) alone (migration 2)
+    sa.Column("rho", sa.Text, nullable=True),
     sa.CheckConstraint("epsilon >= 0 AND delta >= 0", name="ck_ledger_entries_nonneg"),
     sa.Index("ix_ledger_entries_dataset", "dataset", "id"),
     sa.Index("ix_ledger_entries_analyst", "analyst", "id"),

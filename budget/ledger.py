@@ -12,7 +12,9 @@ by the charge that pays for it — atomically, with the released answer stored a
 gets the stored answer and is not charged twice. A charge for an already completed request id charges
 nothing and returns the earlier charge with its answer (`Charge.replayed`).
 
-Amounts are integers of fixed units (`units`): a charge rounds up to 1e-12 of ε and 1e-18 of δ.
+Amounts are integers of fixed units (`units`): a charge rounds up to 1e-12 of ε and 1e-18 of δ. A
+cost that carries a ρ (Gaussian noise accounted in zCDP) is charged its converted (ε, δ); the entry
+records the ρ beside them, exactly.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ._principals import ROLES, Principals
 from ._reads import Reads
 from .errors import BudgetExhausted, InvalidInput, RequestConflict, RequestInProgress
 from .records import Charge, Remaining, Reservation
-from .units import charge_units, cost_of
+from .units import charge_units, cost_of, rho_of, rho_text
 
 __all__ = ["ROLES", "Ledger"]
 
@@ -200,6 +202,7 @@ class Ledger(Principals, Limits, Reads):
                     detail=detail_text,
                     epsilon=units[0],
                     delta=units[1],
+                    rho=rho_text(cost.rho),
                 )
             ).inserted_primary_key
             assert inserted is not None
@@ -235,7 +238,7 @@ class Ledger(Principals, Limits, Reads):
                 dataset=dataset,
                 request_id=request_id,
                 kind=kind,
-                cost=cost_of(units),
+                cost=cost_of(units, cost.rho),
                 remaining=Remaining(analyst=cost_of(room(alloc, extra=units)), dataset=cost_of(room(ds, extra=units))),
                 detail=detail,
                 organisation=shared,
@@ -255,7 +258,7 @@ class Ledger(Principals, Limits, Reads):
         e = conn.execute(sa.select(s.ledger_entries).where(s.ledger_entries.c.id == req.entry_id)).one()
         return Charge(
             id=int(e.id), at=e.at, analyst=e.analyst, dataset=e.dataset, request_id=e.request_id, kind=e.kind,
-            cost=cost_of((e.epsilon, e.delta)), remaining=remaining, detail=json.loads(e.detail),
+            cost=cost_of((e.epsilon, e.delta), rho_of(e.rho)), remaining=remaining, detail=json.loads(e.detail),
             organisation=e.organisation, replayed=True, result=result,
         )  # fmt: skip
 

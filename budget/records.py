@@ -57,7 +57,8 @@ class Remaining:
 class Charge:
     """A committed charge (or, with `replayed`, the one an earlier request with this request id made).
 
-    `cost` is what the ledger recorded: the requested cost rounded up to its unit. `result` is the
+    `cost` is what the ledger recorded: the requested cost rounded up to its unit, with the requested
+    cost's ρ (if any) as given. `result` is the
     stored answer of a replayed request; `id` is None where that request was answered without a charge
     (from the free-repeat store).
     """
@@ -103,7 +104,9 @@ class Reservation:
     entry_id: int | None = None
 
 
-_ENTRY_KEYS = frozenset({"id", "at", "analyst", "organisation", "dataset", "request_id", "kind", "epsilon", "delta"})
+_ENTRY_KEYS = frozenset(
+    {"id", "at", "analyst", "organisation", "dataset", "request_id", "kind", "epsilon", "delta", "rho"}
+)
 
 
 def entry_json(
@@ -119,8 +122,8 @@ def entry_json(
     cost: Cost,
 ) -> dict[str, Any]:
     """``{id, at, analyst, dataset, request_id, kind, <detail: sql | job_id, ...>, mechanisms, epsilon,
-    delta}``, costs rounded up (they are spending). `organisation` appears only for a charge to a shared
-    allocation."""
+    delta[, rho]}``, costs rounded up (they are spending). `organisation` appears only for a charge to a
+    shared allocation, `rho` only for a charge converted from zCDP (the (ε, δ) are what it was charged)."""
     out: dict[str, Any] = {
         "id": id,
         "at": at.isoformat(),
@@ -135,4 +138,6 @@ def entry_json(
     out.setdefault("mechanisms", [])
     out["epsilon"] = round_up(cost.epsilon)
     out["delta"] = round_up(cost.delta)
+    if cost.rho is not None:
+        out["rho"] = round_up(cost.rho)
     return out

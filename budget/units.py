@@ -25,6 +25,8 @@ __all__ = [
     "charge_units",
     "cost_of",
     "remaining_json",
+    "rho_of",
+    "rho_text",
     "spent_json",
     "total_json",
     "total_units",
@@ -68,9 +70,19 @@ def total_units(
     return math.floor(e * EPSILON_UNIT), math.floor(d * DELTA_UNIT)
 
 
-def cost_of(units: Units) -> Cost:
-    """The exact cost that `units` stand for."""
-    return Cost(Fraction(units[0], EPSILON_UNIT), Fraction(units[1], DELTA_UNIT))
+def cost_of(units: Units, rho: Fraction | None = None) -> Cost:
+    """The exact cost that `units` stand for (with `rho`, the zCDP record it was converted from)."""
+    return Cost(Fraction(units[0], EPSILON_UNIT), Fraction(units[1], DELTA_UNIT), rho)
+
+
+def rho_text(rho: Fraction | None) -> str | None:
+    """A ρ as the ledger stores it: the exact fraction, ``"p/q"`` (None stays None)."""
+    return None if rho is None else str(rho)
+
+
+def rho_of(text: str | None) -> Fraction | None:
+    """The ρ a ledger entry recorded (None where it recorded none)."""
+    return None if text is None else Fraction(text)
 
 
 def spent_json(units: Units) -> tuple[float, float]:

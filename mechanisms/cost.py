@@ -3,6 +3,10 @@
 Costs add under sequential composition (basic composition theorem: running an (ε₁, δ₁)-DP and an
 (ε₂, δ₂)-DP mechanism on the same data is (ε₁ + ε₂, δ₁ + δ₂)-DP). They are kept as `Fraction`s so that
 budgets never drift: four costs of 0.25 add to exactly 1. Floats appear only at the JSON edge, rounded up.
+
+A cost may also record `rho`: the ρ of the zCDP-accounted measurements whose conversion at δ is part of
+this (ε, δ) (Gaussian noise composed in zCDP, BS16). It is a record, not a budget: what is charged and
+compared is always (ε, δ). A cost without ρ behaves exactly as before.
 """
 
 from __future__ import annotations
@@ -81,10 +85,16 @@ def _round(value: Fraction, digits: int, *, up: bool) -> float:
 
 @dataclass(frozen=True, order=False)
 class Cost:
-    """An (ε, δ)-DP cost, exact. Compose with ``+``; compare with `fits_within`."""
+    """An (ε, δ)-DP cost, exact. Compose with ``+``; compare with `fits_within`.
+
+    `rho`, when set, is the ρ-zCDP part this (ε, δ) was converted from (see the module docstring); it
+    takes part in equality (two costs with different records differ) but never in `fits_within`. A ρ > 0
+    needs a δ > 0: zCDP implies no pure ε-DP.
+    """
 
     epsilon: Fraction
     delta: Fraction = Fraction(0)
+    rho: Fraction | None = None
 
     def __post_init__(self) -> None:
         for name in ("epsilon", "delta"):
@@ -93,19 +103,37 @@ class Cost:
             if value < 0:
                 raise ValueError(f"{name} must be >= 0")
             object.__setattr__(self, name, value)
+        if self.rho is not None:
+            rho = to_fraction(self.rho, name="rho")
+            if rho < 0:
+                raise ValueError("rho must be >= 0")
+            if rho > 0 and self.delta == 0:
+                raise ValueError("a cost with rho > 0 needs delta > 0 (zCDP gives no pure ε-DP)")
+            object.__setattr__(self, "rho", rho)
 
     @staticmethod
     def of(
         epsilon: float | str | Fraction | int,
         delta: float | str | Fraction | int = 0,
+        *,
+        rho: float | str | Fraction | int | None = None,
     ) -> Cost:
         """Build a cost from user input, exactly: ``Cost.of(0.1).epsilon == Fraction(1, 10)``."""
-        return Cost(to_fraction(epsilon, name="epsilon"), to_fraction(delta, name="delta"))
+        return Cost(
+            to_fraction(epsilon, name="epsilon"),
+            to_fraction(delta, name="delta"),
+            None if rho is None else to_fraction(rho, name="rho"),
+        )
 
     def __add__(self, other: object) -> Cost:
         if not isinstance(other, Cost):
             return NotImplemented
-        return Cost(self.epsilon + other.epsilon, self.delta + other.delta)
+        # the zCDP parts compose by adding their ρ; a cost without one contributes none
+        if self.rho is None and other.rho is None:
+            rho = None
+        else:
+            rho = (self.rho or Fraction(0)) + (other.rho or Fraction(0))
+        return Cost(self.epsilon + other.epsilon, self.delta + other.delta, rho)
 
     def __radd__(self, other: object) -> Cost:
         # lets sum(costs) start from the int 0
@@ -121,14 +149,20 @@ class Cost:
         """One of `n` equal parts, exactly: ``c.split(n)`` added n times is ``c``."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError("n must be a positive integer")
-        return Cost(self.epsilon / n, self.delta / n)
+        return Cost(self.epsilon / n, self.delta / n, None if self.rho is None else self.rho / n)
 
     def to_json(self) -> dict[str, float]:
-        """``{"epsilon", "delta"}`` as floats rounded up to 12 significant digits (spent-style)."""
-        return {"epsilon": round_up(self.epsilon), "delta": round_up(self.delta)}
+        """``{"epsilon", "delta"}`` (and ``"rho"`` when set) as floats rounded up to 12 significant
+        digits (spent-style)."""
+        out = {"epsilon": round_up(self.epsilon), "delta": round_up(self.delta)}
+        if self.rho is not None:
+            out["rho"] = round_up(self.rho)
+        return out
 
     def __str__(self) -> str:
         j = self.to_json()
+        if "rho" in j:
+            return f"(ε={j['epsilon']:g}, δ={j['delta']:g}, ρ={j['rho']:g})"
         return f"(ε={j['epsilon']:g}, δ={j['delta']:g})"
 
 
