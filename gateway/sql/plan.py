@@ -25,6 +25,7 @@ from gateway.errors import InvalidRequest
 from gateway.sql.parse import parse, unsupported, whole_number
 from gateway.sql.scalar import BOOL, DATE, ID, NUM, STR, ColumnRef, ScalarCompiler, Typed, as_double, bounded, enforce_clamp, lit_num
 from gateway.sql.source import Relations, Source
+from mechanisms.allocation import NoiseItem, NoisePlan, choose_noise, split_epsilon
 from mechanisms.cost import Cost
 
 MAX_CELLS = 100_000
@@ -107,10 +108,17 @@ class Plan:
     shares: dict[str, Fraction] = field(default_factory=dict, compare=False)  # ε of each released measure
     checks: tuple[tuple[str, str, str], ...] = ()  # diagnostics: (aggregate id, what, measure id)
 
+    #: where δ > 0 and Gaussian noise states tighter intervals: each measurement's ρ and the (ε, δ) the
+    #: total ρ converts to (`mechanisms.allocation.choose_noise`); None: Laplace with `shares`
+    gaussian: NoisePlan | None = field(default=None, compare=False)
+
     @property
     def cost(self) -> Cost:
         if self.public:
             return Cost(Fraction(0))
+        if self.gaussian is not None:
+            selection = Cost(self.share) if self.selection == "top_k" else Cost(Fraction(0))
+            return selection + self.gaussian.cost
         return Cost(self.epsilon, self.delta if self.selection == "threshold" else Fraction(0))
 
     @property
@@ -152,12 +160,6 @@ def _value_node(node: exp.Expression) -> exp.Expression | None:
         return order.expressions[0].this if isinstance(order, exp.Order) and order.expressions else None
     arg = node.this
     return None if isinstance(arg, (exp.Star, exp.Distinct)) or arg is None else arg
-
-
-def split_epsilon(weights: dict[str, float], epsilon: Fraction) -> dict[str, Fraction]:
-    """Equal shares that add up to exactly ε (the optimised split replaces this)."""
-    share = epsilon / len(weights)
-    return dict.fromkeys(weights, share)
 
 
 def _post_meta(t: str) -> ColumnMeta:
@@ -314,7 +316,7 @@ class _Build:
                 tree.args.get("group"),
                 "GROUP BY",
             )
-        share, shares = self._split(released, selection)
+        share, shares, gaussian = self._split(released, selection)
         return Plan(
             dataset=self.ds.name,
             sql=self.sql,
@@ -340,26 +342,43 @@ class _Build:
             diagnostics=self.diagnostics,
             shares=shares,
             checks=diagnostics,
+            gaussian=gaussian,
         )
 
-    def _split(self, released: tuple[str, ...], selection: str) -> tuple[Fraction, dict[str, Fraction]]:
-        """ε of the selection (if any) and of each released measure; they add up to exactly ε.
+    def _split(self, released: tuple[str, ...], selection: str) -> tuple[Fraction, dict[str, Fraction], NoisePlan | None]:
+        """ε of the selection (if any), of each released measure, and the Gaussian plan if it wins.
 
         The selection (threshold or top-k) takes one share as if it were one more measurement:
         ε / (measurements + 1). The measurements split the rest by `split_epsilon`, which minimises
         the sum of the answer columns' stated half-widths (each relative to its width under an equal
         split) given the public weights of `_weights`; with independent measures it is the equal split.
+        Where δ > 0 is asked and not used by threshold selection, and every measurement adds noise (no
+        quantile), `choose_noise` also weighs Gaussian noise under zCDP composition and takes it when
+        its stated half-widths are tighter: the plan then charges the (ε, δ) its total ρ converts to.
+        Laplace shares add up to exactly ε.
         """
         n_sel = 1 if selection in ("threshold", "top_k") else 0
         total = len(released) + n_sel
         if total == 0:
-            return self.epsilon, {}
+            return self.epsilon, {}, None
         sel = self.epsilon / total if n_sel else Fraction(0)
         rest = self.epsilon - sel
         if not released:
-            return sel, {}
-        shares = split_epsilon(self._weights(released), rest)
-        return (sel if n_sel else self.epsilon / total), shares
+            return sel, {}, None
+        weights = self._weights(released)
+        measures = [self.measures[m] for m in released]
+        additive = all(m.kind in ("count", "count_distinct", "sum") and m.sensitivity > 0 for m in measures)
+        if self.delta > 0 and selection != "threshold" and additive:
+            items = [
+                NoiseItem(m.id, l1_sensitivity=int(m.sensitivity) if m.integer else m.sensitivity, integer=m.integer,
+                          weight=weights[m.id] / m.sensitivity)
+                for m in measures
+            ]
+            noise = choose_noise(items, rest, self.delta)
+            if noise.mechanism == "gaussian":
+                return (sel if n_sel else self.epsilon), {}, noise
+        shares = split_epsilon(weights, rest)
+        return (sel if n_sel else self.epsilon / total), shares, None
 
     def _weights(self, released: tuple[str, ...]) -> dict[str, float]:
         """Per released measure, how much its noise weighs in the answer's stated half-widths.

@@ -22,7 +22,8 @@ from sqlglot import exp
 from gateway.errors import InvalidRequest
 from gateway.sql.plan import Aggregate, Measure, Plan
 from gateway.sql.scalar import lit_num
-from mechanisms.accuracy import discrete_laplace_ci, laplace_ci
+from mechanisms.accuracy import discrete_laplace_ci, gaussian_ci, laplace_ci
+from mechanisms.gaussian import Gaussian
 from mechanisms.cost import Cost
 from mechanisms.laplace import LaplaceCount, LaplaceFloat
 from mechanisms.selection import ExponentialQuantile, NoisyTopK, candidate_grid
@@ -99,7 +100,10 @@ class Mechanisms:
         k = plan.max_rows
         for mid in plan.released:
             m = self._measure(mid)
-            self.by_measure[mid] = self._build(m, plan.shares[mid], k)
+            if plan.gaussian is not None:
+                self.by_measure[mid] = plan.gaussian[mid].build()
+            else:
+                self.by_measure[mid] = self._build(m, plan.shares[mid], k)
         if plan.selection == "top_k":
             self.selection = NoisyTopK(epsilon=plan.share, sensitivity=k, k=plan.top_k, monotonic=True)
         elif plan.selection == "threshold":
@@ -134,8 +138,18 @@ class Mechanisms:
 
     def cost(self) -> Cost:
         total = Cost(Fraction(0))
+        rho = Fraction(0)
         for mech in {id(x): x for x in [*self.by_measure.values(), self.selection] if x is not None}.values():
-            total = total + mech.cost
+            if isinstance(mech, Gaussian):
+                rho += mech.rho  # composed in zCDP, converted once below
+            else:
+                total = total + mech.cost
+        if rho:
+            gaussian = self.plan.gaussian
+            assert gaussian is not None and gaussian.cost.rho is not None
+            if rho > gaussian.cost.rho:
+                raise AssertionError("the Gaussian measurements compose to more ρ than the plan converts")
+            total = total + gaussian.cost
         return total
 
 
@@ -602,6 +616,9 @@ def _ci(mech: Any, alpha: float) -> float:
         return 0.0
     if isinstance(mech, (LaplaceCount, ThresholdCounts)):
         return discrete_laplace_ci(mech.scale, alpha)
+    if isinstance(mech, Gaussian):
+        ci = gaussian_ci(mech.scale, alpha)
+        return float(math.ceil(ci)) if mech.integer else ci
     return laplace_ci(mech.scale, alpha)
 
 
@@ -717,8 +734,8 @@ def expected_accuracy(plan: Plan, rows: int | None = None) -> tuple[Cost, dict[s
     """Cost and per-column 95% accuracy known before any data is read (the free preview).
 
     AVG, VAR and STDDEV depend on a cell's private count: with `rows` (a public assumption the caller
-    makes about a cell's size) their half-width is stated for a cell of that many rows whose noisy
-    values are typical (S~ = 0 for AVG; for VAR the widest case over the noise); without it, None."""
+    makes about a cell's size) their half-width is stated for a cell of that many rows, in the widest
+    case over the values (AVG: a mean at a bound); without it, None."""
     mechs = Mechanisms(plan)
     acc: dict[str, Accuracy] = {}
     for col in plan.columns:
@@ -750,7 +767,8 @@ def expected_accuracy(plan: Plan, rows: int | None = None) -> tuple[Cost, dict[s
                 parts = 2 if agg.func == "avg" else 3
                 a, b = _ci(mech[1], 0.05 / parts), _ci(mech[0], 0.05 / parts)
                 if agg.func == "avg":
-                    ci = _avg_halfwidth(0.0, float(rows), a, b, half)
+                    # the widest case, |S~| = half · N: a cell of at least `rows` rows states no more
+                    ci = _avg_halfwidth(half * float(rows), float(rows), a, b, half)
                 else:
                     c = _ci(mech[2], 0.05 / parts)
                     # the widest band over typical values: spread half the range, centred mean

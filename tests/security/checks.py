@@ -24,7 +24,7 @@ from gateway.sql.plan import Plan
 from gateway.sql.release import Answer
 
 STABLE_CODES = {"invalid_sql", "unsupported_sql", "unknown_table", "unknown_column", "invalid_request", "unknown_dataset"}
-NOISY = {"laplace", "laplace_threshold", "exponential", "noisy_max"}
+NOISY = {"laplace", "laplace_threshold", "exponential", "noisy_max", "gaussian"}
 
 
 @dataclass
@@ -107,6 +107,11 @@ def check_column(plan: Plan, i: int, mechanism: str, scale: float | None, values
         agg = aggregates[col.source]
         if scale is not None and scale > 0:
             assert mechanism in NOISY, (col, mechanism)
+        elif agg.func in ("avg", "var", "stddev") and mechanism in NOISY:
+            # a ratio of released measures has no one scale of its own: each measure it is derived
+            # from is released with noise (or is a constant sum)
+            for m in agg.measures:
+                assert m in plan.released or measures[m].base is not None or measures[m].sensitivity == 0, (col, m)
         else:
             # a constant: the sums it derives from cannot move (sensitivity 0); its counts are noisy
             sums = [measures[m] for m in agg.measures if measures[m].kind == "sum"]
@@ -142,8 +147,9 @@ def noised_cells(answer: Answer) -> list[tuple[int, int, Any]]:
     """The cells of columns released with Laplace noise (counts, sums, averages, variances). A GROUP BY
     key kept by threshold selection states the selection's noise, but its value is the group's own."""
     keys = {i for i, c in enumerate(answer.plan.columns) if (c.source or "").startswith("_k")}
-    cols = [i for i, c in enumerate(answer.columns) if answer.accuracy[c].mechanism in ("laplace", "laplace_threshold")
-            and (answer.accuracy[c].scale or 0) > 0 and i not in keys]
+    ratios = {a.id for a in answer.plan.aggregates if a.func in ("avg", "var", "stddev")}
+    cols = [i for i, c in enumerate(answer.columns) if answer.accuracy[c].mechanism in ("laplace", "laplace_threshold", "gaussian")
+            and ((answer.accuracy[c].scale or 0) > 0 or answer.plan.columns[i].source in ratios) and i not in keys]
     return [(r, i, row[i]) for r, row in enumerate(answer.rows) for i in cols]
 
 

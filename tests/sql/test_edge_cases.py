@@ -397,9 +397,11 @@ def test_the_cost_is_exactly_the_epsilon_asked(bank: Gateway, sql: str, delta: f
         assert spent.epsilon <= want and spent.delta <= plan.cost.delta
         constant = any(m.kind == "sum" and m.sensitivity == 0 for m in plan.measures)  # no noise needed, share unused
         assert spent == plan.cost or (constant and spent.epsilon < want)
-        for mech in [*mechs.by_measure.values(), mechs.selection]:
+        for mid, mech in mechs.by_measure.items():
             if mech is not None:
-                assert mech.cost.epsilon == plan.share
+                assert mech.cost.epsilon == plan.shares[mid]
+        if mechs.selection is not None:
+            assert mechs.selection.cost.epsilon == plan.share
         assert bank.preview("bank", sql, epsilon=epsilon, delta=delta)[0] == plan.cost
     # the answer is charged what the preview said, and its accuracy is what the preview said
     cost, acc = bank.preview("bank", sql, epsilon="1/3", delta=delta)
