@@ -49,12 +49,42 @@ def print_answer(dataset: str, sql: str, answer: dict[str, Any]) -> None:
         ci = acc["ci95"]
         ci_text = "exact" if ci == 0 else ("±?" if ci is None else f"±{_fmt(ci)}")
         table.add_column(f"{col}\n[dim]{acc['mechanism']} {ci_text}[/]", justify="right")
-    for row in answer["rows"][:25]:
-        table.add_row(*(_fmt(v) for v in row))
+    intervals = answer.get("intervals") or {}
+    for i, row in enumerate(answer["rows"][:25]):
+        table.add_row(*(_with_interval(v, _nth(intervals.get(col), i)) for col, v in zip(answer["columns"], row)))
     console.print(table)
+    _print_extras(answer)
     cost, rem = answer["cost"], answer.get("remaining", {}).get("analyst")
     left = f", remaining ε={rem['epsilon']:g}" if rem else ""
     console.print(f"[dim]cost: ε={cost['epsilon']:g}, δ={cost['delta']:g}{left}{' (cached)' if answer.get('cached') else ''}[/]\n")
+
+
+def _nth(values: Any, i: int) -> Any:
+    return values[i] if isinstance(values, list) and i < len(values) else None
+
+
+def _with_interval(value: object, interval: Any) -> str:
+    """A released value with its own interval beside it: `263 [223, 303]`."""
+    if not interval or value is None or interval[0] == interval[1] == value:
+        return _fmt(value)
+    from rich.markup import escape
+
+    return f"{_fmt(value)} [dim]{escape(f'[{_fmt(interval[0])}, {_fmt(interval[1])}]')}[/]"
+
+
+def _print_extras(answer: dict[str, Any]) -> None:
+    """The intervals' level, a target's solved ε, the answer's notes and any diagnostics."""
+    if answer.get("intervals") and answer.get("level") is not None:
+        console.print(f"[dim]intervals: \\[low, high] at {answer['level']:.4g} coverage[/]")
+    target = answer.get("target")
+    if target:
+        asked = f"±{target['ci95']:g}" if target.get("ci95") is not None else f"relative {target.get('relative'):g}"
+        rows = f", for cells of {target['rows']} rows" if target.get("rows") else ""
+        console.print(f"[dim]target {target['column']} {asked}{rows}: ε={answer.get('epsilon'):g} gives ±{target['expected_ci95']:.4g}[/]")
+    for note in answer.get("notes") or []:
+        console.print(f"[yellow]note[/]: {note}")
+    if answer.get("diagnostics") is not None:
+        console.print_json(data={"diagnostics": answer["diagnostics"]})
 
 
 def _build_app(settings):  # type: ignore[no-untyped-def]
@@ -137,13 +167,26 @@ def _client(url: str, key: Optional[str]):  # type: ignore[no-untyped-def]
     return Client(url, key)
 
 
+def print_problem(error: Any) -> None:
+    """A refusal: its status, code and detail, then each field the body names (`epsilon: Input should be
+    greater than 0`), as the problem+json carries them. The server's text is printed, never read as markup."""
+    from rich.markup import escape
+
+    console.print(f"[red]{error.status} {escape(str(error.code))}[/]: {escape(str(error.problem.get('detail')))}")
+    for line in error.errors:
+        console.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
+    field = error.problem.get("field")
+    if field and not error.errors:
+        console.print(f"  [dim]field: {escape(str(field))}[/]")
+
+
 def _call(fn, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
     from gateway.client import ApiError
 
     try:
         return fn(*args, **kwargs)
     except ApiError as e:
-        console.print(f"[red]{e.status} {e.code}[/]: {e.problem.get('detail')}")
+        print_problem(e)
         raise typer.Exit(1) from None
     except OSError as e:
         console.print(f"[red]cannot reach the gateway[/]: {e}")
@@ -154,19 +197,46 @@ def _call(fn, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
 def query(
     sql: Annotated[str, typer.Argument(help="an SQL aggregate query")],
     dataset: Annotated[str, typer.Option("--dataset", "-d")] = "cards",
-    epsilon: Annotated[float, typer.Option("--epsilon", "-e")] = 1.0,
+    epsilon: Annotated[Optional[float], typer.Option("--epsilon", "-e", help="the ε to spend (default 1, unless a target is given)")] = None,
     delta: Annotated[float, typer.Option("--delta")] = 0.0,
     request_id: Annotated[Optional[str], typer.Option("--request-id")] = None,
     preview: Annotated[bool, typer.Option(help="cost and expected intervals only; free, reads no data")] = False,
+    target_column: Annotated[Optional[str], typer.Option("--target-column", help="ask by accuracy: the column whose interval to meet")] = None,
+    target_ci95: Annotated[Optional[float], typer.Option("--target-ci95", help="the 95% half-width to reach on --target-column")] = None,
+    target_relative: Annotated[Optional[float], typer.Option("--target-relative", help="the half-width as a fraction of a public scale (0-1]")] = None,
+    rows: Annotated[Optional[int], typer.Option("--rows", help="the rows you assume a cell has (AVG, VARIANCE; relative COUNT, SUM)")] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="the intervals' miss probability (0.05: 95%)")] = None,
+    diagnostics: Annotated[bool, typer.Option("--diagnostics", help="also release (charged) counts of what bounding did")] = False,
     url: URL = "http://127.0.0.1:8000",
     key: KEY = None,
 ) -> None:
-    """Ask the gateway one query."""
+    """Ask the gateway one query: with --epsilon, or by accuracy with --target-column and --target-ci95
+    (or --target-relative), which charges the smallest ε that meets it (see it free with --preview)."""
+    target = _target_option(epsilon, target_column, target_ci95, target_relative, rows)
+    if target is None and epsilon is None:
+        epsilon = 1.0
     client = _client(url, key)
+    asked = {"epsilon": epsilon, "delta": delta, "target": target, "alpha": alpha, "diagnostics": diagnostics}
     if preview:
-        console.print_json(data=_call(client.preview, dataset, sql, epsilon=epsilon, delta=delta))
+        console.print_json(data=_call(client.preview, dataset, sql, **asked))
         return
-    print_answer(dataset, sql, _call(client.query, dataset, sql, epsilon=epsilon, delta=delta, request_id=request_id))
+    print_answer(dataset, sql, _call(client.query, dataset, sql, request_id=request_id, **asked))
+
+
+def _target_option(epsilon: Optional[float], column: Optional[str], ci95: Optional[float], relative: Optional[float], rows: Optional[int]) -> Optional[dict[str, Any]]:
+    """The query's target from the options, or exit 2 where they do not make one."""
+    if column is None:
+        if ci95 is not None or relative is not None or rows is not None:
+            console.print("[red]--target-ci95, --target-relative and --rows need --target-column[/]")
+            raise typer.Exit(2)
+        return None
+    if epsilon is not None:
+        console.print("[red]give --epsilon or a target (--target-column), not both[/]")
+        raise typer.Exit(2)
+    if (ci95 is None) == (relative is None):
+        console.print("[red]--target-column needs exactly one of --target-ci95 and --target-relative[/]")
+        raise typer.Exit(2)
+    return {"column": column, "ci95": ci95, "relative": relative, "rows": rows}
 
 
 @app.command()

@@ -7,14 +7,66 @@ import urllib.request
 from typing import Any
 
 
+#: where an invalid member was (the `errors` member's keys) -> how a message names it
+_LOCATIONS = {"json": "", "query": "query parameter ", "view_args": "path parameter ", "path": "path parameter ",
+              "headers": "header ", "form": "form field ", "files": "file ", "cookies": "cookie "}  # fmt: skip
+
+
+def field_errors(problem: dict[str, Any]) -> list[str]:
+    """`field: message` for each member a problem's `errors` names (an invalid body or parameters:
+    `{"json": {"epsilon": ["Input should be greater than 0"], "target.ci95": [...]}}`), in its order."""
+    errors = problem.get("errors")
+    if not isinstance(errors, dict):
+        return []
+    lines: list[str] = []
+
+    def walk(node: Any, where: str, path: list[str]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, where, path if k == "_schema" else [*path, str(k)])  # _schema: the body as a whole
+        elif isinstance(node, list) and all(isinstance(m, str) for m in node):
+            name = ".".join(path) or "the body"
+            lines.extend(f"{where}{name}: {m}" for m in node)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, where, [*path, str(i)])
+        else:
+            lines.append(f"{where}{'.'.join(path) or 'the body'}: {node}")
+
+    for location, members in errors.items():
+        walk(members, _LOCATIONS.get(str(location), f"{location} "), [])
+    return lines
+
+
 class ApiError(Exception):
-    """A problem+json answer from the gateway."""
+    """A problem+json answer from the gateway; `errors` lists its field-level errors (`epsilon: ...`)."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        super().__init__(f"{status} {problem.get('code')}: {problem.get('detail')}")
+        if not isinstance(problem, dict):
+            problem = {"code": "http_error", "detail": str(problem)[:200]}
+        self.errors = field_errors(problem)
+        more = "".join(f"; {e}" for e in self.errors)
+        super().__init__(f"{status} {problem.get('code')}: {problem.get('detail')}{more}")
         self.status = status
         self.problem = problem
         self.code = problem.get("code")
+
+
+def query_body(
+    dataset: str, sql: str, *, epsilon: float | None = None, delta: float = 0.0,
+    target: dict[str, Any] | None = None, alpha: float | None = None, diagnostics: bool = False,
+) -> dict[str, Any]:
+    """The body of a query or preview: only the members given (the gateway wants one of epsilon, target)."""
+    body: dict[str, Any] = {"dataset": dataset, "sql": sql, "delta": delta}
+    if epsilon is not None:
+        body["epsilon"] = epsilon
+    if target is not None:
+        body["target"] = {k: v for k, v in target.items() if v is not None}
+    if alpha is not None:
+        body["alpha"] = alpha
+    if diagnostics:
+        body["diagnostics"] = True
+    return body
 
 
 class Client:
@@ -51,14 +103,24 @@ class Client:
     def datasets(self) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/datasets")["datasets"]
 
-    def query(self, dataset: str, sql: str, *, epsilon: float, delta: float = 0.0, request_id: str | None = None) -> dict[str, Any]:
-        body = {"dataset": dataset, "sql": sql, "epsilon": epsilon, "delta": delta}
+    def query(
+        self, dataset: str, sql: str, *, epsilon: float | None = None, delta: float = 0.0, request_id: str | None = None,
+        target: dict[str, Any] | None = None, alpha: float | None = None, diagnostics: bool = False,
+    ) -> dict[str, Any]:
+        """Give `epsilon`, or `target` ({column, ci95 | relative, rows?}: the gateway charges the smallest
+        ε that meets it); `alpha` the intervals' miss probability; `diagnostics` (charged) bounding counts."""
+        body = query_body(dataset, sql, epsilon=epsilon, delta=delta, target=target, alpha=alpha, diagnostics=diagnostics)
         if request_id is not None:
             body["request_id"] = request_id
         return self.request("POST", "/v1/queries", body)
 
-    def preview(self, dataset: str, sql: str, *, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
-        return self.request("POST", "/v1/queries/preview", {"dataset": dataset, "sql": sql, "epsilon": epsilon, "delta": delta})
+    def preview(
+        self, dataset: str, sql: str, *, epsilon: float | None = None, delta: float = 0.0,
+        target: dict[str, Any] | None = None, alpha: float | None = None, diagnostics: bool = False,
+    ) -> dict[str, Any]:
+        """Cost and expected accuracy; with `target`, the ε it would charge (`epsilon` in the answer)."""
+        body = query_body(dataset, sql, epsilon=epsilon, delta=delta, target=target, alpha=alpha, diagnostics=diagnostics)
+        return self.request("POST", "/v1/queries/preview", body)
 
     def budget(self) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/budget")["budgets"]

@@ -3,19 +3,45 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TargetIn(_In):
+    """Ask by accuracy: the gateway finds the smallest ε (4 significant digits) whose expected 95%
+    half-width on `column` is at most the target, from public inputs only, and charges exactly that.
+    Give exactly one of `ci95` (an absolute half-width) or `relative` (a fraction of something public:
+    for AVG, MEDIAN/quantiles, MIN, MAX and STDDEV the declared range upper - lower of the aggregated
+    value, for VARIANCE that range squared, for COUNT `rows`, for SUM `rows` × max(|lower|, |upper|))."""
+
+    column: str = Field(min_length=1, max_length=128, description="an aggregate column of the answer (by its name or alias)")
+    ci95: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="the 95% half-width to reach")
+    relative: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False, description="the half-width as a fraction of a public scale")
+    rows: int | None = Field(
+        default=None, ge=1, le=10**12,
+        description="a public assumption about a cell's size: AVG's and VARIANCE's half-width depend on the cell's "
+        "private count, so the target is met for a cell of this many rows (fewer rows: a wider interval); "
+        "what a relative COUNT or SUM target is relative to",
+    )  # fmt: skip
+
+
 class QueryIn(_In):
+    """Give exactly one of `epsilon` and `target`."""
+
     dataset: str = Field(min_length=1, max_length=64)
     sql: str = Field(min_length=1, max_length=20_000)
-    epsilon: float = Field(gt=0, le=100, allow_inf_nan=False)
+    epsilon: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False, description="the ε to spend; or give target")
     delta: float = Field(default=0.0, ge=0, lt=0.001, allow_inf_nan=False)
     request_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    target: TargetIn | None = Field(default=None, description="the accuracy to reach instead of an ε")
+    alpha: float = Field(
+        default=0.05, ge=1e-6, le=0.5, allow_inf_nan=False,
+        description="the per-value intervals miss with probability alpha (0.05: 95% intervals)",
+    )  # fmt: skip
+    diagnostics: bool = Field(default=False, description="also release noisy counts of what bounding did (charged with the query)")
 
 
 class AnalystIn(_In):
@@ -37,23 +63,57 @@ class LedgerQuery(_In):
     limit: int = Field(default=1000, ge=1, le=10_000)
 
 
-class AccuracyOut(BaseModel):
+class _Out(BaseModel):
+    """A response body that apiflask validates and serialises (`@bp.output`): members the handler left
+    out stay out (no nulls for what does not apply: `diagnostics` only when asked), and members the
+    answer grows pass through instead of being dropped."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
+
+
+class AccuracyOut(_Out):
     mechanism: str
     scale: float | None
     ci95: float | None
 
 
-class PrivacyOut(BaseModel):
+class PrivacyOut(_Out):
     epsilon: float
     delta: float
 
 
-class RemainingOut(BaseModel):
+class RemainingOut(_Out):
     analyst: PrivacyOut
     dataset: PrivacyOut
 
 
-class QueryOut(BaseModel):
+class BoundingOut(_Out):
+    """What bounding did to an aggregate column's input: public bounds only."""
+
+    lower: float | None = None
+    upper: float | None = None
+    max_rows_per_unit: int | None = None
+    note: str | None = None
+
+
+class TargetOut(_Out):
+    """A target as asked, with what it means: `half_width` (the target as an absolute 95% half-width)
+    and `expected_ci95` (what the solved ε gives, at most half_width; for a cell of `rows` rows)."""
+
+    column: str
+    ci95: float | None = None
+    relative: float | None = None
+    rows: int | None = None
+    half_width: float
+    expected_ci95: float
+
+
+class QueryOut(_Out):
     request_id: str
     columns: list[str]
     rows: list[list[Any]]
@@ -61,12 +121,23 @@ class QueryOut(BaseModel):
     cost: PrivacyOut
     remaining: RemainingOut
     cached: bool
+    intervals: dict[str, list[list[float | None] | None]] | None = Field(
+        default=None, description="per column, one [low, high] per row (at level 1 - alpha); null where no interval is stated"
+    )
+    bounding: dict[str, BoundingOut | None] | None = Field(default=None, description="per column, what bounding did (null for keys and derived columns)")
+    level: float | None = Field(default=None, description="the intervals' coverage, 1 - alpha")
+    notes: list[str] | None = None
+    diagnostics: dict[str, Any] | None = Field(default=None, description="noisy counts of what bounding did; only when asked")
+    epsilon: float | None = Field(default=None, description="a target's request: the ε solved (and charged, unless cached)")
+    target: TargetOut | None = None
 
 
-class PreviewOut(BaseModel):
+class PreviewOut(_Out):
     cost: PrivacyOut
     accuracy: dict[str, AccuracyOut]
     remaining: RemainingOut
+    epsilon: float | None = Field(default=None, description="the ε quoted: as asked, or the smallest that meets the target")
+    target: TargetOut | None = None
 
 
 class Problem(BaseModel):
@@ -181,6 +252,7 @@ class LedgerEntryOut(BaseModel):
     job_id: str | None = None
     mechanisms: list[str] | None = None
     organisation: str | None = None
+    rho: float | None = Field(default=None, description="the zCDP ρ a Gaussian charge's (ε, δ) was converted from")
 
 
 class LedgerOut(BaseModel):

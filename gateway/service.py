@@ -4,9 +4,11 @@ The order of a query, and why:
 1. reserve the request id (a retry of a finished request gets its stored answer; a retry while the
    first still runs waits for it and gets its answer, or `request_in_progress` after `duplicate_wait`;
    the same id with another body is a conflict at once);
-2. plan: a refusal costs nothing and has touched no data;
-3. the free-repeat store: the same dataset version, normalised SQL, ε and δ get the released answer
-   again at no cost (re-releasing a released value leaks nothing new);
+2. plan: a refusal costs nothing and has touched no data. A request that gives `target` instead of
+   `epsilon` first solves for ε by planning alone (`gateway.target`), then runs exactly as one asking
+   that ε: the charge is the preview's quote;
+3. the free-repeat store: the same dataset version, normalised SQL, ε, δ, alpha and diagnostics get
+   the released answer again at no cost (re-releasing a released value leaks nothing new);
 4. a budget pre-check, so a request the budget cannot cover touches no data;
 5. compute the noisy answer (kept in memory, not yet released);
 6. charge it: one ledger transaction checks both budget levels, appends the entry and stores the
@@ -22,16 +24,22 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from budget.errors import BudgetExhausted, RequestInProgress
 from budget.ledger import Ledger
 from budget.records import Reservation
-from gateway.core import Gateway, privacy_parameters
-from gateway.errors import DatasetUnavailable, DpgateError
+from gateway.core import Gateway, interval_level, privacy_parameters
+from gateway.errors import DatasetUnavailable, DpgateError, InvalidRequest
 from gateway.faults import NO_FAULTS, Faults
 from gateway.sql.release import Mechanisms, release
+from gateway.target import Solution, Target, accuracy, solve
 from mechanisms.cost import Cost
+
+DEFAULT_ALPHA = 0.05
+# members of a stored answer that belong to the request, not to the released values
+_REQUEST_MEMBERS = ("epsilon", "target")
 
 
 class Forbidden(DpgateError, PermissionError):
@@ -41,19 +49,53 @@ class Forbidden(DpgateError, PermissionError):
 
 @dataclass(frozen=True)
 class QueryRequest:
+    """A query: exactly one of `epsilon` and `target` (the accuracy to reach on one column, from which
+    the smallest ε is solved); `alpha` the miss probability of the stated intervals; `diagnostics` also
+    releases (charged) noisy counts of what bounding did."""
+
     dataset: str
     sql: str
-    epsilon: float | str
+    epsilon: float | str | Fraction | None = None
     delta: float | str = 0
     request_id: str | None = None
+    alpha: float = DEFAULT_ALPHA
+    diagnostics: bool = False
+    target: Target | dict[str, Any] | None = None
+
+    def check(self) -> Target | None:
+        """The request's target, or why the request is malformed (costs nothing)."""
+        if (self.epsilon is None) == (self.target is None):
+            raise InvalidRequest("give exactly one of epsilon or target", field="epsilon")
+        interval_level(self.alpha)
+        return None if self.target is None else Target.from_json(self.target)
 
     def body_hash(self) -> str:
-        body = json.dumps([self.dataset, self.sql, str(self.epsilon), str(self.delta)])
-        return hashlib.sha256(body.encode()).hexdigest()
+        parts: list[Any] = [self.dataset, self.sql, str(self.epsilon), str(self.delta)]
+        extra = self._extra()
+        if extra:  # requests without the newer members hash as they always did
+            parts.append(extra)
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def _extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if float(self.alpha) != DEFAULT_ALPHA:
+            extra["alpha"] = repr(float(self.alpha))
+        if self.diagnostics:
+            extra["diagnostics"] = True
+        if self.target is not None:
+            extra["target"] = Target.from_json(self.target).to_json()
+        return extra
 
 
 def _zero() -> dict[str, float]:
     return {"epsilon": 0.0, "delta": 0.0}
+
+
+def _asked(epsilon: Fraction, solution: Solution | None) -> dict[str, Any]:
+    """What an answer states of a target's request: the ε solved and the target (with its `rows`)."""
+    if solution is None:
+        return {}
+    return {"epsilon": float(epsilon), "target": solution.to_json()}
 
 
 class QueryService:
@@ -87,22 +129,47 @@ class QueryService:
             raise Forbidden(f"you have no budget allocation on dataset {meta.name!r}")
         return allowed[meta.name.lower()]
 
-    def cache_key(self, dataset: str, normalized_sql: str, epsilon: Any, delta: Any) -> str:
+    def cache_key(
+        self, dataset: str, normalized_sql: str, epsilon: Any, delta: Any, *, alpha: float = DEFAULT_ALPHA, diagnostics: bool = False
+    ) -> str:
+        """The free-repeat key: an answer is reused only for the same released values (same ε, δ,
+        alpha and diagnostics). A target's request is keyed by the ε it solves to."""
         eps, dlt = privacy_parameters(epsilon, delta)
-        parts = [dataset, self.gateway.version(dataset), normalized_sql, str(eps), str(dlt)]
+        parts: list[Any] = [dataset, self.gateway.version(dataset), normalized_sql, str(eps), str(dlt)]
+        if float(alpha) != DEFAULT_ALPHA or diagnostics:  # keys of plain requests stay as they were
+            parts.append({"alpha": repr(float(alpha)), "diagnostics": bool(diagnostics)})
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def _epsilon(self, dataset: str, req: QueryRequest) -> tuple[Any, Solution | None]:
+        """The ε the request runs with: as given, or solved from its target by planning alone."""
+        target = req.check()
+        if target is None:
+            return req.epsilon, None
+
+        def plan_at(epsilon: Fraction) -> Any:
+            return self.gateway.plan(dataset, req.sql, epsilon=epsilon, delta=req.delta, alpha=req.alpha, diagnostics=req.diagnostics)
+
+        solution = solve(plan_at, target)
+        return solution.epsilon, solution
 
     def preview(self, analyst: str, req: QueryRequest) -> dict[str, Any]:
         dataset = self._check_access(analyst, req.dataset)
-        cost, accuracy = self.gateway.preview(dataset, req.sql, epsilon=req.epsilon, delta=req.delta)
-        return {
+        epsilon, solution = self._epsilon(dataset, req)
+        plan = self.gateway.plan(dataset, req.sql, epsilon=epsilon, delta=req.delta, alpha=req.alpha, diagnostics=req.diagnostics)
+        cost, expected = accuracy(plan, solution.target.rows if solution is not None else None)
+        out: dict[str, Any] = {
             "cost": cost.to_json(),
-            "accuracy": {k: v.to_json() for k, v in accuracy.items()},
+            "accuracy": {k: v.to_json() for k, v in expected.items()},
             "remaining": self.ledger.remaining(analyst, dataset),
+            "epsilon": float(plan.epsilon),
         }
+        if solution is not None:
+            out["target"] = solution.to_json()
+        return out
 
     def query(self, analyst: str, req: QueryRequest) -> dict[str, Any]:
         dataset = self._check_access(analyst, req.dataset)
+        req.check()  # a malformed request holds no request id
         request_id = req.request_id
         if request_id is not None:
             held = self._reserve(analyst, request_id, req.body_hash())
@@ -151,12 +218,15 @@ class QueryService:
                 self._unreleased.add((analyst, request_id))
 
     def _answer(self, analyst: str, dataset: str, req: QueryRequest, request_id: str | None) -> dict[str, Any]:
-        plan = self.gateway.plan(dataset, req.sql, epsilon=req.epsilon, delta=req.delta)
-        key = self.cache_key(dataset, plan.normalized_sql, req.epsilon, req.delta)
+        epsilon, solution = self._epsilon(dataset, req)  # free: plans only, reads no data
+        plan = self.gateway.plan(dataset, req.sql, epsilon=epsilon, delta=req.delta, alpha=req.alpha, diagnostics=req.diagnostics)
+        key = self.cache_key(dataset, plan.normalized_sql, epsilon, req.delta, alpha=req.alpha, diagnostics=req.diagnostics)
         hit = self.ledger.cached(key)
         out_id = request_id or str(uuid.uuid4())
+        asked = _asked(plan.epsilon, solution)
         if hit is not None:
-            answer = {**hit, "request_id": out_id, "cost": _zero()}
+            released = {k: v for k, v in hit.items() if k not in _REQUEST_MEMBERS}  # stored by another request
+            answer = {**released, **asked, "request_id": out_id, "cost": _zero()}
             if request_id is not None:  # a retry of this request id gets this answer again
                 self.ledger.store_result(analyst, request_id, answer, dataset=dataset, body_hash=req.body_hash())
             return {**answer, "cached": True, "remaining": self.ledger.remaining(analyst, dataset)}
@@ -165,13 +235,8 @@ class QueryService:
         mechanisms = Mechanisms(plan)
         answer = release(plan, self.faults.engine(self.gateway.engine_for(plan)), mechanisms)
         self.faults.point("after_noise")
-        result = {
-            "request_id": out_id,
-            "columns": answer.columns,
-            "rows": answer.rows,
-            "accuracy": {k: v.to_json() for k, v in answer.accuracy.items()},
-            "cost": cost.to_json(),
-        }
+        # every member of the answer (intervals, bounding, diagnostics, ...) reaches the response
+        result = {"request_id": out_id, **answer.to_json(), "cost": cost.to_json(), **asked}
         if plan.public:
             return {**result, "remaining": self.ledger.remaining(analyst, dataset), "cached": False}
         charge = self.ledger.charge(

@@ -36,7 +36,9 @@ def datasets() -> dict[str, Any]:
 
 
 def _request(body: QueryIn) -> QueryRequest:
-    return QueryRequest(body.dataset, body.sql, body.epsilon, body.delta, body.request_id)
+    target = body.target.model_dump(exclude_none=True) if body.target is not None else None
+    return QueryRequest(body.dataset, body.sql, body.epsilon, body.delta, body.request_id,
+                        alpha=body.alpha, diagnostics=body.diagnostics, target=target)  # fmt: skip
 
 
 @bp.post("/queries")
@@ -45,7 +47,9 @@ def _request(body: QueryIn) -> QueryRequest:
 @bp.output(QueryOut)
 @bp.doc(
     summary="Answer an aggregate query with noise; charged before it is released",
-    responses={400: "invalid query", 403: "forbidden or budget exhausted", 404: "unknown dataset", 409: "request in progress",
+    responses={400: "invalid query, or a target no ε can promise (target_unsupported)", 403: "forbidden or budget exhausted",
+               404: "unknown dataset", 409: "request in progress",
+               422: "the target is not met even at the largest ε (target_unreachable; best_ci95 says what is); nothing charged",
                504: "the engine query ran past query_timeout_s and was stopped (query_timeout); nothing charged"},
 )
 def query(body: QueryIn) -> dict[str, Any]:
@@ -58,8 +62,9 @@ def query(body: QueryIn) -> dict[str, Any]:
 @bp.auth_required(auth, roles=ROLES)
 @bp.input(QueryIn, arg_name="body")
 @bp.output(PreviewOut)
-@bp.doc(summary="Cost and expected intervals of a query; free, reads no data",
-        responses={400: "invalid query", 404: "unknown dataset"})
+@bp.doc(summary="Cost and expected intervals of a query; free, reads no data. With target: the smallest ε that meets it",
+        responses={400: "invalid query, or a target no ε can promise (target_unsupported)", 404: "unknown dataset",
+                   422: "the target is not met even at the largest ε (target_unreachable)"})
 def preview(body: QueryIn) -> dict[str, Any]:
     return ext("queries").preview(g.analyst.name, _request(body))
 

@@ -39,7 +39,8 @@ class Typed:
     column: tuple[str, str] | None = None  # (table alias, column) for a bare column reference
     nullable: bool = True  # may be NULL on some row (declared not nullable: trusted for accuracy only)
     # the bounds the engine itself clamped this value to: a bare numeric column read from its stored
-    # clamped copy (made by the engine at registration with the declared bounds); None for anything else
+    # clamped copy (made by the engine at registration with the declared bounds), or a bare numeric
+    # category, whose SQL is its clamp; None for anything else
     stored_clamp: Interval | None = None
 
     @property
@@ -146,6 +147,23 @@ def bounded(iv: Interval | None) -> Interval | None:
     return iv
 
 
+#: how an error names a value of each type
+_WORDS = {
+    NUM: "a number", STR: "a text value", BOOL: "a true/false value", DATE: "a date", ID: "an id", NULL: "NULL",
+}
+
+
+def numeric_categories(meta: ColumnMeta) -> tuple[int | float, ...] | None:
+    """The public categories of a category column if every one is a number (not true/false), else
+    None: such a column is typed as a number (`_numeric_category`)."""
+    cats = meta.categories
+    if meta.type != ColumnType.CATEGORY or not cats:
+        return None
+    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cats):
+        return None
+    return tuple(cats)  # type: ignore[arg-type]
+
+
 PART_FUNCS = {
     exp.Year: "YEAR",
     exp.Quarter: "QUARTER",
@@ -232,6 +250,9 @@ class ScalarCompiler:
                 stored_clamp=b if clamped and ref.clamped_sql is not None else None,
             )
         if t == ColumnType.CATEGORY:
+            numbers = numeric_categories(meta)
+            if numbers is not None:
+                return self._numeric_category(ref, numbers)
             cats = meta.public_categories
             domain = None if cats is None else cats + ((None,) if meta.nullable else ())
             return Typed(ref.sql, STR, domain=domain, column=(ref.alias, ref.name), nullable=meta.nullable)
@@ -243,6 +264,26 @@ class ScalarCompiler:
         if t == ColumnType.DATE:
             return Typed(ref.sql, DATE, column=(ref.alias, ref.name), nullable=meta.nullable)
         raise AssertionError(t)
+
+    def _numeric_category(self, ref: ColumnRef, numbers: tuple[int | float, ...]) -> Typed:
+        """A category column whose public categories are all numbers (`term`: 36 or 60 months) is a
+        number: it compares with numbers, takes arithmetic, and groups into its categories as numbers.
+        The engine stores every category as text (a source's 36 or 36.0 both); it is read back with a
+        TRY_CAST (to BIGINT where every category is whole: the engine's groups are then the categories'
+        own values), so a row whose text is no number is NULL, never a failing query. Inside an
+        aggregate it is clamped to the categories' range, enforced in the engine like a declared bound."""
+        meta = ref.meta
+        whole = all(isinstance(v, int) for v in numbers)
+        sql: exp.Expression = exp.TryCast(this=ref.sql, to=exp.DataType.build("BIGINT" if whole else "DOUBLE"))
+        interval: Interval = UNBOUNDED
+        if self.clamp:
+            interval = (float(min(numbers)), float(max(numbers)))
+            sql = clamp_sql(sql, *interval)
+        return Typed(
+            sql, NUM, interval, numbers + ((None,) if meta.nullable else ()),
+            integer=whole, column=(ref.alias, ref.name), nullable=meta.nullable,
+            stored_clamp=interval if self.clamp else None,
+        )
 
     def _literal(self, node: exp.Literal) -> Typed:
         if node.is_string:
@@ -348,9 +389,42 @@ class ScalarCompiler:
             return a.sql, self._date_literal(b.sql.this, node)
         if b.type == DATE and a.type == STR and isinstance(a.sql, exp.Literal):
             return self._date_literal(a.sql.this, node), b.sql
+        if a.type == NUM and b.type == STR and isinstance(b.sql, exp.Literal) and self._is_numeric_category(a):
+            return a.sql, self._number_literal(b.sql.this, a, node)
+        if b.type == NUM and a.type == STR and isinstance(a.sql, exp.Literal) and self._is_numeric_category(b):
+            return self._number_literal(a.sql.this, b, node), b.sql
         if NULL in (a.type, b.type) or a.type == b.type:
             return a.sql, b.sql
-        raise unsupported(f"cannot compare a {a.type} value with a {b.type} value", node, "comparison")
+        if {a.type, b.type} == {STR, NUM}:
+            text, number = (a, b) if a.type == STR else (b, a)
+            ref = self._ref_of(text)
+            if ref is not None and ref.meta.type == ColumnType.CATEGORY:
+                v = literal_value(number.sql)
+                example = f", e.g. '{int(v) if v.is_integer() else v}'" if v is not None and math.isfinite(v) else ""
+                raise unsupported(
+                    f"cannot compare {ref.name}, a column of text categories, with a number: write the value as text{example}",
+                    node, "comparison",
+                )
+        raise unsupported(f"cannot compare {_WORDS[a.type]} with {_WORDS[b.type]}", node, "comparison")
+
+    def _is_numeric_category(self, t: Typed) -> bool:
+        ref = self._ref_of(t)
+        return ref is not None and numeric_categories(ref.meta) is not None
+
+    def _number_literal(self, text: str, column: Typed, node: exp.Expression) -> exp.Expression:
+        """A string literal compared with a column of numeric categories (`term = '36'`): the number it
+        spells, as the category's text in the engine would be read."""
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not math.isfinite(v) or abs(v) > 1e15:
+            name = column.column[1] if column.column else "the value"
+            raise unsupported(
+                f"cannot compare {name}, a column of numeric categories, with the text {text[:40]!r}: compare it with a number",
+                node, "comparison",
+            )
+        return lit_num(v)
 
     def _coerce_id(self, a: Typed, b: Typed, node: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
         """Ids keep their source's type (numbers or text), unknown to the planner: compare them in a
@@ -403,6 +477,9 @@ class ScalarCompiler:
             raise unsupported("subqueries are not supported", node, "subquery")
         if len(node.expressions) > 10_000:
             raise unsupported("IN lists are limited to 10000 values", node, "IN")
+        if not node.expressions:  # `x IN` and `x IN ()` parse; an empty list is most likely a typo
+            line, col = position(node)
+            raise InvalidSQL("IN needs a list of values in parentheses: x IN (1, 2)", line=line, col=col)
         a = self.compile(node.this)
         items = [self.compile(e) for e in node.expressions]
         # NULL meets any type, but the engine still needs the list in one type: a NULL value is

@@ -34,7 +34,7 @@ STABLE_CODES = {
     "invalid_sql", "unsupported_sql", "unknown_table", "unknown_column", "invalid_request", "unauthorized",
     "forbidden", "budget_exhausted", "unknown_dataset", "not_found", "request_in_progress", "rate_limited",
     "method_not_allowed", "request_too_large", "query_timeout", "training_quota", "unavailable",
-    "ledger_unavailable", "internal", "internal_error",
+    "ledger_unavailable", "internal", "internal_error", "target_unsupported", "target_unreachable",
 }  # fmt: skip
 LOGREG = {"dataset": "bank", "table": "cust", "label": "segment", "positive": "private", "method": "logreg", "epsilon": 0.5}
 SHORT = hypothesis.settings(

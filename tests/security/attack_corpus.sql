@@ -47,7 +47,7 @@ SELECT COUNT(*) FROM (SELECT cid FROM tx) s;
 
 -- title: subquery in FROM aggregating per unit
 -- category: subquery
--- expect: unsupported_sql
+-- expect: answered
 SELECT AVG(n) FROM (SELECT cid, COUNT(*) AS n FROM tx GROUP BY cid) s;
 
 -- title: subquery in FROM with LIMIT 1 row
@@ -1480,7 +1480,7 @@ SELECT COUNT(*) FROM tx t POSITIONAL JOIN cust c;
 
 -- title: join with a public table
 -- category: joins
--- expect: unsupported_sql
+-- expect: answered
 SELECT COUNT(*) FROM tx t JOIN rates r ON t.cat = r.cat;
 
 -- title: three-way join

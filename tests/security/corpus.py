@@ -474,7 +474,8 @@ def _subqueries() -> list[Case]:
     }
     for name, q in inner.items():
         out.append(Case(f"CTE of {name}", "subquery", f"WITH s AS ({q}) SELECT COUNT(*) FROM s", "unsupported_sql"))
-        out.append(Case(f"FROM subquery of {name}", "subquery", f"SELECT COUNT(*) FROM ({q}) s", "unsupported_sql"))
+        grouped = name == "per-unit counts"  # one row per unit: a per-customer question, answered
+        out.append(Case(f"FROM subquery of {name}", "subquery", f"SELECT COUNT(*) FROM ({q}) s", "answered" if grouped else "unsupported_sql"))
         out.append(Case(f"EXISTS of {name}", "subquery", f"SELECT COUNT(*) FROM tx WHERE EXISTS ({q})", "unsupported_sql"))
     return out
 
