@@ -386,14 +386,14 @@ class _Build:
         A column's half-width is linear in each of its measures' noise scales, 1/ε_i: a COUNT or SUM
         column is its one measure's (weight 1); AVG = mid + S/N moves by dS/N + (S/N)·dN/N, with
         |S/N| <= half the range and assumed half of that (the typical case; public): the centred sum
-        weighs 1, the count 0.5 in units of the column's own width; VAR/STDDEV: the sum of squares 1,
-        the centred sum 1, the count 0.5. Each column counts once: its weights are scaled by its own
+        weighs 1, the count 0.5 in units of the column's own width; VAR/STDDEV: all three
+        weigh 1 (measured on the loans by bench/split.py: no unequal split of them won on every form). Each column counts once: its weights are scaled by its own
         width, so that no column dominates by its units. Diagnostics' counts weigh 0.25."""
         weights = dict.fromkeys(released, 0.0)
         per_agg = {
             "avg": (0.5, 1.0),
-            "var": (0.5, 1.0, 1.0),
-            "stddev": (0.5, 1.0, 1.0),
+            "var": (1.0, 1.0, 1.0),
+            "stddev": (1.0, 1.0, 1.0),
         }
         for agg in self.aggregates.values():
             parts = per_agg.get(agg.func, (1.0,) * len(agg.measures))
