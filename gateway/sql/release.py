@@ -424,22 +424,25 @@ def bounding_of(plan: Plan) -> dict[str, dict[str, Any] | None]:
     per-unit row cap, all public. The stated intervals cover the noise only, not what these did."""
     aggs = {a.id: a for a in plan.aggregates}
     out: dict[str, dict[str, Any] | None] = {}
+    # the cap on the tables' rows (a per-unit subquery reads up to its tables' caps per unit)
+    caps = [t.meta.max_rows_per_unit for t in plan.source.tables if not t.meta.public]
+    cap = max(caps) if caps else plan.max_rows
     for col in plan.columns:
         agg = aggs.get(col.source or "")
         if agg is None or plan.public:
             out[col.name] = None
             continue
-        entry: dict[str, Any] = {"max_rows_per_unit": plan.max_rows}
+        entry: dict[str, Any] = {"max_rows_per_unit": cap}
         if agg.func != "count":
             entry["lower"], entry["upper"] = agg.lower, agg.upper
             entry["note"] = (
-                f"each value was clamped to [{_num(agg.lower)}, {_num(agg.upper)}] and at most {plan.max_rows} "
+                f"each value was clamped to [{_num(agg.lower)}, {_num(agg.upper)}] and at most {cap} "
                 f"row(s) per {_unit_name(plan)} were read; the interval covers the noise only, not the bias "
                 "of clamping or of the cap (ask with diagnostics: true to count them)"
             )
         else:
             entry["note"] = (
-                f"at most {plan.max_rows} row(s) per {_unit_name(plan)} were counted; the interval covers the "
+                f"at most {cap} row(s) per {_unit_name(plan)} were counted; the interval covers the "
                 "noise only, not rows the cap left out (ask with diagnostics: true to count them)"
             )
         out[col.name] = entry
