@@ -84,6 +84,14 @@ _CATEGORY_TABLE: list[tuple[str, float, float, float, float]] = [
     ("gambling", 0.010, 0.05, 80.0, 1.00),
 ]
 MERCHANT_CATEGORIES: tuple[str, ...] = tuple(row[0] for row in _CATEGORY_TABLE)
+#: the public lookup of the cards dataset: merchant category -> sector (no customer in it)
+MERCHANT_SECTORS: dict[str, str] = {
+    "grocery": "essentials", "fuel": "essentials", "utilities": "essentials", "health": "essentials",
+    "restaurants": "leisure", "entertainment": "leisure", "travel": "leisure", "gambling": "leisure",
+    "online_retail": "retail", "clothing": "retail", "electronics": "retail", "jewelry": "retail",
+    "cash_withdrawal": "cash",
+}
+SECTORS: tuple[str, ...] = ("essentials", "leisure", "retail", "cash")
 _CAT = {name: i for i, name in enumerate(MERCHANT_CATEGORIES)}
 
 CHANNELS: tuple[str, ...] = ("pos", "online", "atm", "contactless")
@@ -561,6 +569,11 @@ def _file_meta(path: pathlib.Path) -> dict[str, Any] | None:
         return None
 
 
+def load_merchant_sectors() -> pd.DataFrame:
+    """The public merchant category -> sector lookup (one row per category)."""
+    return pd.DataFrame({"merchant_category": list(MERCHANT_SECTORS), "sector": list(MERCHANT_SECTORS.values())})
+
+
 def _ensure_frame(path: pathlib.Path, name: str, load: Any) -> None:
     meta_wanted = {"table": name, "version": GENERATOR_VERSION}
     found = _file_meta(path)
@@ -714,6 +727,8 @@ def demo_datasets(
 
     _ensure_frame(loans_path, "loans", load_loans)
     _ensure_frame(customers_path, "card_customers", load_card_customers)
+    sectors_path = demo / "merchant_sectors.parquet"
+    _ensure_frame(sectors_path, "merchant_sectors", load_merchant_sectors)
     _ensure_frame(applicants_path, "card_applicants", load_card_applicants)
     wanted = _transactions_meta(transactions_rows, None, seed)
     if _file_meta(tx_path) != wanted:
@@ -750,6 +765,16 @@ def demo_datasets(
                     "max_rows_per_unit": TRANSACTIONS_MAX_ROWS_PER_UNIT,
                     "public": False,
                     "columns": transactions_columns(),
+                },
+                # public lookup: joined with transactions on merchant_category (a per-key lookup)
+                "merchant_sectors": {
+                    "source": str(sectors_path),
+                    "max_rows_per_unit": 1,
+                    "public": True,
+                    "columns": {
+                        "merchant_category": {"type": "category", "categories": list(MERCHANT_CATEGORIES)},
+                        "sector": {"type": "category", "categories": list(SECTORS)},
+                    },
                 },
                 # public and unlabelled: the student inputs of PATE credit models (ISLR::Credit)
                 "card_applicants": {
