@@ -93,9 +93,9 @@ def test_a_refused_query_prints_the_message_as_text_not_markup(tmp_path: Path, m
     _, key = _served(tmp_path, monkeypatch)
     result = CliRunner().invoke(app, ["query", "SELECT COUNT(*) FROM tx WHERE qty = [b] 1", "-d", "bank", "--key", key])
     assert result.exit_code == 1 and "400 invalid_sql" in result.output, result.output
-    assert "syntax error near '1': unexpected token (line 1, column 41)" in result.output, result.output
+    assert "syntax error near '1': unexpected token (line 1, column 41)" in " ".join(result.output.split()), result.output
     result = CliRunner().invoke(app, ["query", "SELEC COUNT(*) FROM tx", "-d", "bank", "--key", key])
-    assert "syntax error near 'SELEC': did you mean SELECT? (line 1, column 1)" in result.output
+    assert "syntax error near 'SELEC': did you mean SELECT? (line 1, column 1)" in " ".join(result.output.split())
     from gateway.cli import console, print_problem
     from gateway.client import ApiError
 
