@@ -377,8 +377,7 @@ class _Build:
             noise = choose_noise(items, rest, self.delta)
             if noise.mechanism == "gaussian":
                 return (sel if n_sel else self.epsilon), {}, noise
-        shares = split_epsilon(weights, rest)
-        return (sel if n_sel else self.epsilon / total), shares, None
+        return (sel if n_sel else self.epsilon / total), split_epsilon(weights, rest), None
 
     def _weights(self, released: tuple[str, ...]) -> dict[str, float]:
         """Per released measure, how much its noise weighs in the answer's stated half-widths.
@@ -414,9 +413,10 @@ class _Build:
             node = self._agg_nodes.get(agg.id)
             if node is None or agg.func == "count":
                 continue
-            raw = self.rows_scalar(node).sql
-            if self.rows_scalar(node).type != NUM:
+            typed = self.rows_scalar(node)
+            if typed.type != NUM:
                 continue
+            raw = typed.sql
             outside = exp.or_(
                 exp.LT(this=raw.copy(), expression=lit_num(agg.lower)),
                 exp.GT(this=raw.copy(), expression=lit_num(agg.upper)),
