@@ -520,7 +520,7 @@ def gateway_selects(gw: Any, query: Query, epsilon: float) -> list[Any]:
     if main is not None:
         out.append(main)
     mechs = Mechanisms(plan)
-    out += [quantile_query(plan, m, mechs.grids[m.id]) for m in plan.measures if m.kind == "quantile"]
+    out += [quantile_query(plan, m, mechs.lattices[m.id]) for m in plan.measures if m.kind == "quantile"]
     return out
 
 

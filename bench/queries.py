@@ -260,7 +260,7 @@ def gateway_sql(gw: Any, sql: str, epsilon: float) -> list[str]:
     mechs = Mechanisms(plan)
     for m in plan.measures:
         if m.kind == "quantile":
-            out.append(gw.engine.dialect.render(quantile_query(plan, m, mechs.grids[m.id])))
+            out.append(gw.engine.dialect.render(quantile_query(plan, m, mechs.lattices[m.id])))
     return out
 
 

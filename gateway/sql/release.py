@@ -26,10 +26,10 @@ from mechanisms.accuracy import discrete_laplace_ci, gaussian_ci, laplace_ci
 from mechanisms.gaussian import Gaussian
 from mechanisms.cost import Cost
 from mechanisms.laplace import LaplaceCount, LaplaceFloat
-from mechanisms.selection import ExponentialQuantile, NoisyTopK, candidate_grid
+from gateway.sql.quantiles import build_quantile, histogram_query, quantile_cells, quantile_lattice, release_quantile
+from mechanisms.quantile import Lattice, PrivateQuantile, RankCounts
+from mechanisms.selection import NoisyTopK
 from mechanisms.threshold import ThresholdCounts
-
-QUANTILE_CANDIDATES = 1024
 
 
 class Engine(Protocol):
@@ -91,11 +91,12 @@ class Mechanisms:
         self.plan = plan
         self.by_measure: dict[str, Any] = {}
         self.selection: Any = None
-        self.grids: dict[str, list[float]] = {}
+        #: each quantile measure's public lattice of candidates (the engine counts rows per slot of it)
+        self.lattices: dict[str, Lattice] = {}
+        for m in plan.measures:
+            if m.kind == "quantile":
+                self.lattices[m.id] = quantile_lattice(plan, m)
         if plan.public:
-            for m in plan.measures:
-                if m.kind == "quantile":
-                    self.grids[m.id] = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=QUANTILE_CANDIDATES)
             return
         k = plan.max_rows
         for mid in plan.released:
@@ -131,9 +132,10 @@ class Mechanisms:
                 return None  # a literal of the query (SUM(0)): the same on every dataset
             return LaplaceFloat(epsilon=eps, sensitivity=m.sensitivity)
         if m.kind == "quantile":
-            grid = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=QUANTILE_CANDIDATES)
-            self.grids[m.id] = grid
-            return ExponentialQuantile(epsilon=eps, alpha=m.alpha, candidates=grid, max_rows=k)
+            mech = build_quantile(m, eps, k, level_alpha=self.plan.alpha, cells=quantile_cells(self.plan))
+            if mech.lattice != self.lattices[m.id]:
+                raise AssertionError("a quantile's mechanism and its engine query must share one lattice")
+            return mech
         raise AssertionError(m.kind)
 
     def cost(self) -> Cost:
@@ -186,37 +188,19 @@ def _positions(n: int) -> list[exp.Expression]:
     return [exp.Literal.number(i + 1) for i in range(n)]
 
 
-def quantile_query(plan: Plan, m: Measure, grid: list[float]) -> exp.Select:
-    lo = grid[0]  # positions count from the first candidate (the grid is evenly spaced from it)
-    width = (grid[-1] - grid[0]) / (len(grid) - 1) if len(grid) > 1 else 1.0
-    pos = exp.Div(this=exp.Paren(this=exp.Sub(this=m.sql.copy(), expression=lit_num(lo))), expression=lit_num(width))  # type: ignore[union-attr]
-    floor = exp.Anonymous(this="FLOOR", expressions=[pos.copy()])
-    cols = [exp.alias_(k.sql.copy(), k.id, quoted=True) for k in plan.keys]
-    cols += [
-        exp.alias_(floor.copy(), "_bin", quoted=True),
-        exp.alias_(exp.EQ(this=pos.copy(), expression=floor.copy()), "_exact", quoted=True),
-        exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True),
-    ]
-    not_null = exp.Not(this=exp.Is(this=m.sql.copy(), expression=exp.Null()))  # type: ignore[union-attr]
-    select = plan.source.render(exp.select(*cols), _where(plan, not_null))
-    return select.group_by(*_positions(len(plan.keys) + 2))  # the keys, _bin and _exact
+def quantile_query(plan: Plan, m: Measure, lattice: Lattice) -> exp.Select:
+    """Rows per (cell, slot) of a quantile measure's clamped value on its lattice (the engine's counts;
+    `gateway.sql.quantiles.histogram_query`)."""
+    return histogram_query(plan, m, lattice)
 
 
 def _histogram(rows: list[tuple], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """#(x < c_i), #(x = c_i), #(x > c_i) from counts per (bin, exact) with x at grid position f."""
-    on = np.zeros(n, dtype=np.int64)  # f == j
-    between = np.zeros(n, dtype=np.int64)  # j < f < j + 1
-    for b, exact, cnt in rows:
-        j = int(min(max(b, 0), n - 1))
-        if exact or j == n - 1:
-            on[j] += cnt
-        else:
-            between[j] += cnt
-    total = int(on.sum() + between.sum())
-    below = np.concatenate([[0], np.cumsum(on + between)[:-1]])  # rows with f < i
-    equal = on
-    above = total - below - equal
-    return below, equal, above
+    """#(x < c_j), #(x = c_j), #(x > c_j) per candidate from one cell's (slot, rows) pairs (n the
+    lattice's count): what one unit moves is bounded by the rows it holds."""
+    counts = RankCounts.from_slots(n, [(s, c) for s, c in rows])
+    total = counts.total
+    below = np.concatenate([[0], np.cumsum(counts.on + counts.between)[:-1]])
+    return below, counts.on, total - below - counts.on
 
 
 def _in_domains(plan: Plan, cell: tuple) -> bool:
@@ -356,23 +340,8 @@ def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) ->
             values[m.id] = mech.release([int(v) for v in raw] if m.integer else [float(v) for v in raw])
     quantile_intervals: dict[str, list[list[float] | None]] = {}
     for m in plan.measures:
-        if m.kind != "quantile":
-            continue
-        grid = mechs.grids[m.id]
-        per_cell: dict[tuple, list[tuple]] = {}
-        for row in engine.execute(quantile_query(plan, m, grid)):
-            per_cell.setdefault(canonical_cell(tuple(row[:nkeys])), []).append(tuple(row[nkeys:]))
-        out = []
-        for c in cells:
-            below, equal, above = _histogram(per_cell.get(canonical_cell(c), []), len(grid))
-            if plan.public:  # a public table's exact quantile, on the same grid
-                num, den = m.alpha.numerator, m.alpha.denominator
-                scores = [abs((den - num) * int(lt) - num * int(gt)) for lt, gt in zip(below, above)]
-                out.append(grid[int(np.argmin(scores))])
-            else:
-                out.append(mechs.by_measure[m.id].release_from_histogram(below.tolist(), equal.tolist(), above.tolist()))
-        values[m.id] = out
-        quantile_intervals[m.id] = [[v, v] for v in out] if plan.public else [None] * len(out)
+        if m.kind == "quantile":
+            values[m.id], quantile_intervals[m.id] = release_quantile(plan, m, mechs.by_measure.get(m.id), engine, cells)
 
     frame: dict[str, list[Any]] = {}
     for i, key in enumerate(plan.keys):
@@ -654,8 +623,10 @@ def _finish(
         bands = quantile_intervals.get(agg.measures[0]) or [None] * len(ms[0])
         if public:
             return list(ms[0]), Accuracy("none", 0.0, 0.0), bands
+        # the per-column summary: the widest cell's half-width, when the intervals are the 95% ones
         widths = [(b[1] - b[0]) / 2 for b in bands if b is not None]
-        return list(ms[0]), Accuracy(mech[0].name, mech[0].scale, max(widths) if widths else None), bands
+        ci = max(widths) if widths and abs(alpha - 0.05) < 1e-12 else None
+        return list(ms[0]), Accuracy(mech[0].name, mech[0].scale, ci), bands
     lo, hi = agg.lower, agg.upper
     mid, half = (lo + hi) / 2, (hi - lo) / 2
     counts, sums = ms[0], ms[1]

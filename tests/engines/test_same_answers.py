@@ -144,7 +144,7 @@ def test_accepted_fixture_agrees_with_duckdb(gateways: dict[str, Gateway], engin
     for m in plan_b.measures:
         if m.kind != "quantile":
             continue
-        grid = mechs.grids[m.id]
+        grid = mechs.lattices[m.id]
         hb = sorted(map(tuple, base.engine.execute(quantile_query(plan_b, m, grid))), key=repr)
         hh = sorted(map(tuple, here.engine.execute(quantile_query(plan_h, m, grid))), key=repr)
         nk = len(plan_b.keys)

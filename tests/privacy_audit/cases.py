@@ -45,6 +45,7 @@ from gateway.core import Gateway
 from gateway.sql.release import Answer, Mechanisms, exact_cells, release
 from mechanisms import _timing
 from mechanisms import ExponentialQuantile, Gaussian, LaplaceCount, LaplaceFloat, NoisyTopK, ThresholdCounts
+from mechanisms.quantile import PrivateQuantile, representable_lattice
 from mechanisms._opendp import dp
 from mechanisms.audit import AuditResult, Sampler, audit
 from tests.conftest import BANK, bank_frames, make_gateway
@@ -165,6 +166,29 @@ def _quantile() -> Neighbours:
     return Neighbours(_each(lambda: m.release(d)), _each(lambda: m.release(d_prime)), float(m.cost.epsilon))
 
 
+def _private_quantile(form: str, part: str) -> Callable[[], Neighbours]:
+    """The gateway's quantile: its estimate, or its two interval ends as one category (each end is
+    audited against the whole ε, which bounds every part)."""
+
+    def build() -> Neighbours:
+        lattice = representable_lattice(0, 10, integer=True)
+        m = PrivateQuantile(epsilon=EPSILON, alpha=Fraction(1, 2), lattice=lattice, max_rows=K, form=form)
+        d_prime = [5.0] * 20
+        d = d_prime + [10.0] * K
+
+        def code(values: list[float]) -> Callable[[], float]:
+            def draw() -> float:
+                out = m.release(values)
+                # "gaps" draws a point inside a gap: its gap is the category
+                return float(int(out.value)) if part == "value" else 11 * out.low + out.high
+
+            return draw
+
+        return Neighbours(_each(code(d)), _each(code(d_prime)), float(m.cost.epsilon))
+
+    return build
+
+
 def _threshold_map(m: ThresholdCounts, count: int) -> Sampler:
     """n independent releases of one key's count: n keys in one call (the noise and the cut are per key)."""
 
@@ -204,6 +228,9 @@ MECHANISM_CASES = [
     Case("NoisyTopK k=1 non-monotonic", "mechanism", _noisy_max(False), 8_000),
     Case("NoisyTopK k=2 monotonic", "mechanism", _noisy_top_k, 8_000),
     Case("ExponentialQuantile median", "mechanism", _quantile, 8_000),
+    Case("PrivateQuantile median, round form", "mechanism", _private_quantile("round", "value"), 8_000),
+    Case("PrivateQuantile median, gaps form", "mechanism", _private_quantile("gaps", "value"), 8_000),
+    Case("PrivateQuantile median, interval ends", "mechanism", _private_quantile("round", "ends"), 8_000),
     Case("ThresholdCounts key near threshold", "mechanism", _threshold_existing_key, 50_000, tight=True),
     Case("ThresholdCounts unit's own key (δ=0.01)", "mechanism", _threshold_new_key, 50_000),
 ]
@@ -345,9 +372,9 @@ class _Watch:
         self._calls.append((self._mech, "release", ({key(c): v for c, v in pairs},)))
         return self._mech.release(pairs, key=key, then=then)
 
-    def release_from_histogram(self, below: Any, equal: Any, above: Any) -> Any:
-        self._calls.append((self._mech, "histogram", (list(below), list(equal), list(above))))
-        return self._mech.release_from_histogram(below, equal, above)
+    def release_counts(self, counts: Any) -> Any:
+        self._calls.append((self._mech, "counts", (copy.deepcopy(counts),)))
+        return self._mech.release_counts(counts)
 
 
 def trace(gw: Gateway, sql: str, *, delta: float = 0.0) -> tuple[Any, list[tuple[Any, str, tuple]]]:
@@ -373,7 +400,9 @@ def trace(gw: Gateway, sql: str, *, delta: float = 0.0) -> tuple[Any, list[tuple
 def _columns_of(calls: list[tuple[Any, str, tuple]]) -> list[str]:
     cols: list[str] = []
     for i, (mech, kind, args) in enumerate(calls):
-        if kind == "release" and isinstance(mech, ThresholdCounts):
+        if kind == "counts":
+            cols += [f"{i}:value", f"{i}:low", f"{i}:high"]
+        elif kind == "release" and isinstance(mech, ThresholdCounts):
             cols += [f"{i}:{key}" for key in args[0]]
         elif kind == "release" and not isinstance(mech, NoisyTopK):
             cols += [f"{i}:{j}" for j in range(len(args[0]))]
@@ -388,8 +417,10 @@ def traced_sampler(calls: list[tuple[Any, str, tuple]], columns: list[str]) -> S
     def sample(n: int) -> np.ndarray:
         parts: dict[str, np.ndarray] = {}
         for i, (mech, kind, args) in enumerate(calls):
-            if kind == "histogram":
-                parts[f"{i}"] = np.asarray([mech.release_from_histogram(*args) for _ in range(n)], dtype=np.float64)
+            if kind == "counts":
+                got = [mech.release_counts(args[0]) for _ in range(n)]
+                for end in ("value", "low", "high"):
+                    parts[f"{i}:{end}"] = np.asarray([getattr(r, end) for r in got], dtype=np.float64)
             elif isinstance(mech, NoisyTopK):
                 parts[f"{i}"] = np.asarray([mech.release(args[0])[0] for _ in range(n)], dtype=np.float64)
             elif isinstance(mech, ThresholdCounts):

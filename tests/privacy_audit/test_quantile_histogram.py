@@ -27,14 +27,14 @@ def _counts(upper: int, value: int, rows: int = 100) -> tuple[list[float], np.nd
     gw.register(meta)
     plan = gw.plan("d", "SELECT MEDIAN(v) FROM t", epsilon=1)
     measure = plan.measures[0]
-    grid = Mechanisms(plan).grids[measure.id]
+    grid = Mechanisms(plan).lattices[measure.id]
     below, equal, above = _histogram(engine.execute(quantile_query(plan, measure, grid)), len(grid))
     return grid, below, equal, above
 
 
 def test_values_on_an_evenly_spaced_grid_are_counted_equal() -> None:
     grid, below, equal, above = _counts(upper=100, value=5)  # 101 integers: every one a candidate
-    i = grid.index(5.0)
+    i = grid.values().index(5.0)
     assert (below[i], equal[i], above[i]) == (0, 100, 0)
 
 
@@ -43,5 +43,5 @@ def test_values_on_a_rounded_integer_grid_are_counted_equal() -> None:
     (0, 5, 10, ... for [0, 5000]) while rows were binned by the unrounded position, so 100 rows at 5 were
     all counted 'above 5'. The grid is now an exact integer lattice."""
     grid, below, equal, above = _counts(upper=5000, value=5)
-    i = grid.index(5.0)
+    i = grid.values().index(5.0)
     assert (below[i], equal[i], above[i]) == (0, 100, 0)

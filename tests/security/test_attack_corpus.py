@@ -30,7 +30,7 @@ import pytest
 
 from gateway.core import Gateway
 from gateway.sql.release import _histogram, exact_cells, quantile_query
-from mechanisms.selection import candidate_grid
+from gateway.sql.quantiles import quantile_lattice
 from tests.api.conftest import Api
 from tests.conftest import BANK, make_gateway
 from tests.security import checks
@@ -115,7 +115,7 @@ def test_one_unit_moves_each_exact_aggregate_by_at_most_its_sensitivity(clean: G
     for m in plan.measures:
         if m.kind != "quantile":
             continue
-        grid = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=1024)
+        grid = quantile_lattice(plan, m)
         hists: list[dict[tuple, list]] = [{}, {}]
         for h, gw in zip(hists, (clean, neighbour)):
             for row in gw.engine.execute(quantile_query(plan, m, grid)):

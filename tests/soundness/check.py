@@ -46,7 +46,6 @@ from gateway.sql.parse import parse
 from gateway.sql.release import Mechanisms, _histogram, _in_domains, exact_cells, main_query, quantile_query
 from gateway.sql.scalar import BOOL, NUM, ScalarCompiler, Typed, bounded
 from gateway.sql.source import Source
-from mechanisms.selection import candidate_grid
 from tests.soundness import gen
 from tests.soundness.scenarios import BASE, Light, Rows, by_cell, canonical_cell, diff_cells, group, scenarios
 
@@ -327,9 +326,9 @@ class Soundness:
             light = Light(plan)
             exact = self.exact_by_scenario(plan, light)
             hists: dict[str, dict] = {}
-            grids: dict[str, list[float]] = {}
+            grids: dict[str, Any] = {}
             for m in quantiles:
-                grids[m.id] = mechs.grids.get(m.id) or candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=1024)
+                grids[m.id] = mechs.lattices[m.id]
                 q = quantile_query(light.plan, light.measures[m.id], grids[m.id])
                 hists[m.id] = by_cell(self.scenario_rows(q, light), nkeys)
         except Exception as e:  # noqa: BLE001 - a query must never fail because of a value in the data
@@ -420,7 +419,7 @@ class Soundness:
         # `exact_cells` itself turns the rows into cells (canonical keys, derived measures), on the light plan
         return {u: exact_cells(light.plan, Rows(rows)) for u, rows in by_unit.items()}
 
-    def _faithful(self, plan: Any, grids: dict[str, list[float]], exact: dict, hists: dict, sql: str) -> list[Violation]:
+    def _faithful(self, plan: Any, grids: dict[str, Any], exact: dict, hists: dict, sql: str) -> list[Violation]:
         """The plan run as the release runs it, on each engine: it must agree with the rewrite."""
         self.stats.faithful_plans += 1
         found = []

@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 
 from gateway.sql.release import exact_cells, quantile_query
-from mechanisms.selection import candidate_grid
 from tests.soundness import gen
 from tests.soundness.check import ABS_TOL, REL_TOL, Refused, Soundness, Violation, _check_quantile, released_cells
 from tests.soundness.scenarios import group
@@ -124,7 +123,7 @@ class NestedCheck:
         nkeys = len(plan.keys)
         exact: dict[str, dict] = {}
         hists: dict[str, dict[str, dict]] = {}
-        grids = {m.id: mechs.grids.get(m.id) or candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=1024)
+        grids = {m.id: mechs.lattices[m.id]
                  for m in plan.measures if m.kind == "quantile"}
         for unit, engine in self.engines.items():
             try:

@@ -35,7 +35,7 @@ from gateway.errors import QueryError
 from gateway.sql.nested import Derived
 from gateway.sql.release import _histogram, exact_cells, main_query, quantile_query
 from gateway.sql.source import CLAMPED
-from mechanisms.selection import candidate_grid
+from gateway.sql.quantiles import quantile_lattice
 
 K = 4
 SHOP: dict[str, Any] = {
@@ -401,7 +401,7 @@ def test_one_customer_moves_each_measure_by_at_most_its_sensitivity(shop: Gatewa
         b = exact_cells(plan, other.engine)
         for m in plan.measures:
             if m.kind == "quantile":
-                grid = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=1024)
+                grid = quantile_lattice(plan, m)
                 q = quantile_query(plan, m, grid)
                 ha: dict[tuple, list] = {}
                 hb: dict[tuple, list] = {}

@@ -96,9 +96,9 @@ def test_one_unit_moves_each_aggregate_by_at_most_its_sensitivity(rows, acct_row
         for m in plan.measures:
             if m.kind != "quantile":
                 continue
-            from mechanisms.selection import candidate_grid
+            from gateway.sql.quantiles import quantile_lattice
 
-            grid = candidate_grid(m.lower, m.upper, integer=m.value_integer, max_candidates=1024)
+            grid = quantile_lattice(plan, m)
             qq = quantile_query(plan, m, grid)
             hist_a: dict[tuple, list] = {}
             hist_b: dict[tuple, list] = {}
