@@ -152,7 +152,7 @@ def test_accepted_fixture_agrees_with_duckdb(gateways: dict[str, Gateway], engin
         per_h: dict[tuple, list] = {}
         for rows, per in ((hb, per_b), (hh, per_h)):
             for r in rows:
-                per.setdefault(tuple(r[:nk]), []).append((int(r[nk]), bool(r[nk + 1]), int(r[nk + 2])))
+                per.setdefault(tuple(r[:nk]), []).append((float(r[nk]), int(r[nk + 1])))
         assert set(per_b) == set(per_h)
         for cell in per_b:
             for a, b in zip(_histogram(per_b[cell], len(grid)), _histogram(per_h[cell], len(grid))):

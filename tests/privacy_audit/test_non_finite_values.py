@@ -88,7 +88,10 @@ def _inputs(gw: Gateway, sql: str) -> list[tuple[str, list]]:
     _, calls = trace(gw, sql)
     out: list[tuple[str, list]] = []
     for mech, kind, args in calls:
-        flat = [float(v) for a in args for v in a] if kind == "histogram" else [float(v) for v in args[0]]
+        if kind == "counts":  # a quantile's rows per lattice slot
+            flat = [float(v) for v in (*args[0].on, *args[0].between)]
+        else:
+            flat = [float(v) for v in args[0]]
         out.append((type(mech).__name__, flat))
     return out
 
