@@ -452,9 +452,7 @@ def _notes(plan: Plan, rows: list[list[Any]], intervals: dict[str, list[list[flo
 def cap_query(plan: Plan, use: Any, cap: int) -> exp.Select:
     """Units of one table with more than `cap` rows before bounding, and their rows past the cap
     (counted up to `cap` per unit), over the table as loaded (the cap applies before any WHERE)."""
-    source = plan.source
-    unit = source._unit(use)
-    per_unit = exp.select(exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True)).from_(source._relation(use, bounded=False)).group_by(unit)
+    per_unit = plan.source.rows_per_unit(use)
     n = exp.column("_n", table="_u", quoted=True)
     over = exp.GT(this=n, expression=exp.Literal.number(cap))
     cut = exp.Least(this=exp.Sub(this=n.copy(), expression=exp.Literal.number(cap)), expressions=[exp.Literal.number(cap)])

@@ -292,6 +292,15 @@ class Source:
         assert self.dataset.privacy_unit is not None
         return exp.Column(this=_q(use.meta.column_name(self.dataset.privacy_unit) or ""), table=_q(use.alias))
 
+    def rows_per_unit(self, use: TableUse) -> exp.Select:
+        """Rows per unit of one table as loaded (before the per-unit cap and any WHERE), as `_n`: what
+        the diagnostics count units past the cap from."""
+        return (
+            exp.select(exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True))
+            .from_(self._relation(use, bounded=False))
+            .group_by(self._unit(use))
+        )
+
     def render(self, select: exp.Select, where: exp.Expression | None) -> exp.Select:
         """Attach FROM (and the WHERE, placed where the bounding needs it) to `select`."""
         if self.per_query:
