@@ -27,7 +27,7 @@ from mechanisms.gaussian import Gaussian
 from mechanisms.cost import Cost
 from mechanisms.laplace import LaplaceCount, LaplaceFloat
 from gateway.sql.quantiles import build_quantile, histogram_query, quantile_cells, quantile_lattice, release_quantile
-from mechanisms.quantile import Lattice, PrivateQuantile, RankCounts
+from mechanisms.quantile import Lattice, RankCounts
 from mechanisms.selection import NoisyTopK
 from mechanisms.threshold import ThresholdCounts
 
@@ -288,7 +288,6 @@ def exact_cells(plan: Plan, engine: Engine) -> dict[tuple, dict[str, Any]]:
 
 def release(plan: Plan, engine: Engine, mechanisms: Mechanisms | None = None) -> Answer:
     mechs = mechanisms or Mechanisms(plan)
-    nkeys = len(plan.keys)
     exact: dict[tuple, dict[str, Any]] = {}
     cells = plan.cells
     noisy_counts: dict[tuple, int] = {}

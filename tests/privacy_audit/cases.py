@@ -228,9 +228,9 @@ MECHANISM_CASES = [
     Case("NoisyTopK k=1 non-monotonic", "mechanism", _noisy_max(False), 8_000),
     Case("NoisyTopK k=2 monotonic", "mechanism", _noisy_top_k, 8_000),
     Case("ExponentialQuantile median", "mechanism", _quantile, 8_000),
-    Case("PrivateQuantile median, round form", "mechanism", _private_quantile("round", "value"), 8_000),
-    Case("PrivateQuantile median, gaps form", "mechanism", _private_quantile("gaps", "value"), 8_000),
-    Case("PrivateQuantile median, interval ends", "mechanism", _private_quantile("round", "ends"), 8_000),
+    Case("PrivateQuantile median, round form", "mechanism", _private_quantile("round", "value"), 3_000),
+    Case("PrivateQuantile median, gaps form", "mechanism", _private_quantile("gaps", "value"), 2_000),
+    Case("PrivateQuantile median, interval ends", "mechanism", _private_quantile("round", "ends"), 3_000),
     Case("ThresholdCounts key near threshold", "mechanism", _threshold_existing_key, 50_000, tight=True),
     Case("ThresholdCounts unit's own key (δ=0.01)", "mechanism", _threshold_new_key, 50_000),
 ]
