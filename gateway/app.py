@@ -136,6 +136,9 @@ def create_app(
     app.register_blueprint(analyst.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(training.bp)
+    from gateway.console import install_console
+
+    install_console(app)  # the web console and the offline /docs (gateway/console)
     return app
 
 
