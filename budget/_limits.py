@@ -14,10 +14,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from mechanisms.cost import round_down
+
 from . import _schema as s
 from ._base import Amount, LedgerBase, allocation_key, budget_json, check_name, dumps_object, totals, totals_json
 from .errors import UnknownDataset
+from .records import Remaining
 from .units import Units, total_units
+
+#: the warning `set_allocation`'s callers report where an allocation promises more than the dataset has left
+EXCEEDS_DATASET_REMAINING = "exceeds_dataset_remaining"
 
 
 class Limits(LedgerBase):
@@ -70,6 +76,15 @@ class Limits(LedgerBase):
         with self._db.read() as conn:
             self._analyst_row(conn, analyst)  # raises UnknownAnalyst: no allocations for typos
         return self._set_allocation(s.ANALYST, analyst, dataset, epsilon, delta, actor)
+
+    def allocation_warnings(self, analyst: str, dataset: str) -> list[dict[str, Any]]:
+        """What an administrator should know of `analyst`'s allocation on `dataset` as it now stands: one
+        warning per parameter (ε, δ) where what the allocation leaves to spend exceeds what the dataset's
+        total has left — accepted (the dataset total binds every charge, and may be raised later), but the
+        analyst cannot spend it all. Compared exactly; figures rounded down. Raises NoAllocation."""
+        with self._db.read() as conn:
+            return allocation_warnings(self._remaining_in(conn, check_name(analyst, "analyst name"), dataset),
+                                       dataset=self._dataset_name(conn, dataset))  # fmt: skip
 
     def set_organisation_allocation(
         self, organisation: str, dataset: str, *, epsilon: Amount, delta: Amount = 0, actor: str = "system"
@@ -140,3 +155,20 @@ class Limits(LedgerBase):
             )
             self._audit(conn, actor, action, target, totals_json(totals(row)), totals_json(total))
         return conn.execute(sa.select(t).where(where)).one()
+
+
+def allocation_warnings(remaining: Remaining, *, dataset: str) -> list[dict[str, Any]]:
+    """`Limits.allocation_warnings` from a `Remaining` (pure): ``{code, parameter, allocation_remaining,
+    dataset_remaining, detail}`` for ε and for δ where the allocation's room exceeds the dataset's."""
+    out = []
+    for parameter, symbol in (("epsilon", "ε"), ("delta", "δ")):
+        mine, left = getattr(remaining.analyst, parameter), getattr(remaining.dataset, parameter)
+        if mine > left:
+            a, d = round_down(mine), round_down(left)
+            out.append({
+                "code": EXCEEDS_DATASET_REMAINING, "parameter": parameter, "allocation_remaining": a,
+                "dataset_remaining": d,
+                "detail": f"the allocation leaves {symbol}={a:g} to spend but dataset {dataset!r} has {symbol}={d:g} "
+                          f"left: the dataset's total binds first",
+            })  # fmt: skip
+    return out

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,8 +27,16 @@ DEMO_QUERIES: list[tuple[str, str, float, float]] = [
     ("cards", "SELECT merchant_category FROM transactions WHERE is_fraud GROUP BY merchant_category ORDER BY COUNT(*) DESC LIMIT 3", 0.5, 0.0),
     ("cards", "SELECT c.student, AVG(t.amount) AS avg_amount FROM transactions t JOIN card_customers c ON t.customer_id = c.customer_id GROUP BY c.student", 1.0, 0.0),
 ]
+# what `make demo` prints for the reader to paste: (dataset, sql, epsilon) of its curl
+DEMO_CURL_QUERY = ("cards", "SELECT merchant_category, COUNT(*) AS n FROM transactions GROUP BY merchant_category", 0.5)
 URL = Annotated[str, typer.Option("--url", envvar="DPGATE_URL", help="the gateway's address")]
 KEY = Annotated[Optional[str], typer.Option("--key", envvar="DPGATE_KEY", help="your API key")]
+JSON_OUT = Annotated[bool, typer.Option("--json", help="print the API's JSON answer as it is, for scripts")]
+
+
+def _print_json(data: Any) -> None:
+    """The API's answer, unchanged, on stdout (no markup, no wrapping)."""
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _settings(config: Optional[Path], **overrides: object):  # type: ignore[no-untyped-def]
@@ -125,7 +134,12 @@ def demo(
     serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="keep serving after the examples")] = True,
     config: Annotated[Optional[Path], typer.Option(help="config.toml to use")] = None,
 ) -> None:
-    """Serve the demo data, with a new analyst (budget on every demo dataset) and a ready-to-paste curl."""
+    """Serve the demo data, with a new analyst (budget on every demo dataset) and a ready-to-paste curl;
+    then say what really remains, at both levels (the datasets' totals are shared by every demo run)."""
+    from budget.errors import LedgerError
+    from gateway.cli_tables import budget_table, warning_lines
+    from gateway.demo_data import demo_allocation
+    from gateway.errors import DpgateError
     from gateway.service import QueryRequest
 
     settings = _settings(config, port=port)
@@ -141,16 +155,29 @@ def demo(
         _, admin_key = ledger.create_analyst(f"demo-admin-{suffix}", role="admin", actor="demo")
     name = f"demo-{suffix}"
     _, key = ledger.create_analyst(name, actor="demo")
+    warnings: list[dict[str, Any]] = []
     for dataset in gateway.catalog.names():
-        ledger.set_allocation(name, dataset, epsilon=5, delta="1e-6", actor="demo")
+        epsilon, delta = demo_allocation(dataset)
+        ledger.set_allocation(name, dataset, epsilon=epsilon, delta=delta, actor="demo")
+        warnings += ledger.allocation_warnings(name, dataset)
     if examples:
         service = application.extensions["dpgate"]["queries"]
         for dataset, sql, eps, delta in DEMO_QUERIES:
-            print_answer(dataset, sql, service.query(name, QueryRequest(dataset, sql, eps, delta)))
+            try:
+                print_answer(dataset, sql, service.query(name, QueryRequest(dataset, sql, eps, delta)))
+            except (DpgateError, LedgerError) as e:  # a dataset spent by earlier demos: say so, go on
+                console.print(f"[red]{escape(e.code)}[/]: {escape(e.message)}", soft_wrap=True)
+    console.print(budget_table(ledger.budgets(name)))  # what this analyst can really spend, after the examples
+    for line in warning_lines(warnings):
+        console.print(line, soft_wrap=True)
+    if warnings:
+        console.print("[dim]the demo datasets' totals are shared by every demo analyst; a fresh data directory "
+                      "(DPGATE_DATA_DIR) starts them anew[/]", soft_wrap=True)  # fmt: skip
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"analyst [bold]{name}[/] key (shown once): [bold]{key}[/]", soft_wrap=True)
     console.print(f"admin key (shown once): {admin_key}\n", soft_wrap=True)
-    body = json.dumps({"dataset": "cards", "sql": "SELECT merchant_category, COUNT(*) AS n FROM transactions GROUP BY merchant_category", "epsilon": 0.5})
+    curl_dataset, curl_sql, curl_epsilon = DEMO_CURL_QUERY
+    body = json.dumps({"dataset": curl_dataset, "sql": curl_sql, "epsilon": curl_epsilon})
     console.print("try:", soft_wrap=True)
     console.print(f"curl -s {base}/v1/queries -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{body}'", soft_wrap=True, highlight=False)
     console.print(f"curl -s {base}/v1/budget -H 'Authorization: Bearer {key}'\n", soft_wrap=True, highlight=False)
@@ -207,20 +234,25 @@ def query(
     rows: Annotated[Optional[int], typer.Option("--rows", help="the rows you assume a cell has (AVG, VARIANCE; relative COUNT, SUM)")] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="the intervals' miss probability (0.05: 95%)")] = None,
     diagnostics: Annotated[bool, typer.Option("--diagnostics", help="also release (charged) counts of what bounding did")] = False,
+    as_json: JSON_OUT = False,
     url: URL = "http://127.0.0.1:8000",
     key: KEY = None,
 ) -> None:
     """Ask the gateway one query: with --epsilon, or by accuracy with --target-column and --target-ci95
     (or --target-relative), which charges the smallest ε that meets it (see it free with --preview)."""
+    from gateway.cli_tables import preview_table
+
     target = _target_option(epsilon, target_column, target_ci95, target_relative, rows)
     if target is None and epsilon is None:
         epsilon = 1.0
     client = _client(url, key)
     asked = {"epsilon": epsilon, "delta": delta, "target": target, "alpha": alpha, "diagnostics": diagnostics}
     if preview:
-        console.print_json(data=_call(client.preview, dataset, sql, **asked))
+        quote = _call(client.preview, dataset, sql, **asked)
+        _print_json(quote) if as_json else console.print(preview_table(dataset, sql, quote))
         return
-    print_answer(dataset, sql, _call(client.query, dataset, sql, request_id=request_id, **asked))
+    answer = _call(client.query, dataset, sql, request_id=request_id, **asked)
+    _print_json(answer) if as_json else print_answer(dataset, sql, answer)
 
 
 def _target_option(epsilon: Optional[float], column: Optional[str], ci95: Optional[float], relative: Optional[float], rows: Optional[int]) -> Optional[dict[str, Any]]:
@@ -240,9 +272,122 @@ def _target_option(epsilon: Optional[float], column: Optional[str], ci95: Option
 
 
 @app.command()
-def budget(url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
-    """Your spent and remaining budget."""
-    console.print_json(data=_call(_client(url, key).budget))
+def budget(as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+    """Your spent and remaining budget per dataset, at both levels, and what you can really spend."""
+    from gateway.cli_tables import budget_table
+
+    budgets = _call(_client(url, key).budget)
+    _print_json({"budgets": budgets}) if as_json else console.print(budget_table(budgets))
+
+
+@app.command()
+def datasets(
+    name: Annotated[Optional[str], typer.Argument(help="a dataset: show its tables' public schema")] = None,
+    as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None,
+) -> None:
+    """The datasets you may use: privacy unit, tables, totals and what you can spend; with a name, its schema."""
+    from gateway.cli_tables import dataset_schema, datasets_table
+
+    client = _client(url, key)
+    found = _call(client.datasets)
+    if name is not None:
+        chosen = [d for d in found if d["name"].lower() == name.lower()]
+        if not chosen:
+            console.print(f"[red]no dataset {escape(name)!r} among yours[/]: {escape(', '.join(d['name'] for d in found)) or 'none'}")
+            raise typer.Exit(1)
+        _print_json(chosen[0]) if as_json else console.print(dataset_schema(chosen[0]))
+        return
+    if as_json:
+        _print_json({"datasets": found})
+        return
+    console.print(datasets_table(found, _call(client.budget)))
+
+
+@app.command()
+def jobs(
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 50,
+    as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None,
+) -> None:
+    """Your training jobs, newest first (an administrator's key: every analyst's)."""
+    from gateway.cli_tables import jobs_table
+
+    found = _call(_client(url, key).jobs, limit=limit)
+    _print_json({"jobs": found}) if as_json else console.print(jobs_table(found))
+
+
+@app.command()
+def models(
+    model_id: Annotated[Optional[str], typer.Argument(help="a model: show its card")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 50,
+    as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None,
+) -> None:
+    """Your models with what they cost and their DP metrics; with an id, its model card."""
+    from gateway.cli_tables import card_table, models_table
+
+    client = _client(url, key)
+    if model_id is not None:
+        card = _call(client.model, model_id)
+        _print_json(card) if as_json else console.print(card_table(card))
+        return
+    found = _call(client.models, limit=limit)
+    _print_json({"models": found}) if as_json else console.print(models_table(found))
+
+
+def _csv_rows(path: Path, card: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """A CSV's rows as the model's features want them (numbers, booleans, empty cells as missing), and
+    the CSV's columns that are not features (left out)."""
+    import csv
+
+    features = {c["name"]: c for c in (card.get("features") or {}).get("columns", [])}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        ignored = [c for c in reader.fieldnames or [] if c not in features]
+        rows = [{k: _cell(features[k], v) for k, v in row.items() if k in features} for row in reader]
+    return rows, ignored
+
+
+def _cell(feature: dict[str, Any], text: Optional[str]) -> Any:
+    if text is None or text.strip() == "":
+        return None
+    kind = feature.get("type")
+    if kind in ("int", "float"):
+        try:
+            return float(text)
+        except ValueError:
+            return text  # the gateway names the row and the feature
+    if kind == "bool":
+        lowered = text.strip().lower()
+        return True if lowered in ("true", "1", "yes") else False if lowered in ("false", "0", "no") else text
+    return text
+
+
+@app.command()
+def predict(
+    model_id: str,
+    row: Annotated[Optional[list[str]], typer.Option("--row", help='a JSON object of feature values, e.g. \'{"balance": 1500, "student": "No"}\'; repeatable')] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="a CSV file of rows (a header of feature names)")] = None,
+    as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None,
+) -> None:
+    """Predictions of one of your models for rows given as JSON (--row) or in a CSV file (--csv)."""
+    from gateway.cli_tables import predictions_table
+
+    if bool(row) == (csv_path is not None):
+        console.print("[red]give the rows with --row (one or more) or with --csv, not both[/]")
+        raise typer.Exit(2)
+    client = _client(url, key)
+    if row:
+        try:
+            rows = [json.loads(r) for r in row]
+        except ValueError as e:
+            console.print(f"[red]--row is not JSON[/]: {escape(str(e))}")
+            raise typer.Exit(2) from None
+    else:
+        assert csv_path is not None
+        rows, ignored = _csv_rows(csv_path, _call(client.model, model_id))
+        if ignored and not as_json:
+            console.print(f"[dim]not features of the model, left out: {escape(', '.join(ignored))}[/]")
+    predictions = _call(client.predict, model_id, rows)
+    _print_json({"predictions": predictions}) if as_json else console.print(predictions_table(rows, predictions))
 
 
 @app.command()
@@ -258,11 +403,13 @@ def train(
     delta: Annotated[float, typer.Option("--delta")] = 1e-6,
     params: Annotated[Optional[str], typer.Option(help="JSON object of hyper-parameters")] = None,
     follow: Annotated[bool, typer.Option(help="follow the job with a progress bar")] = True,
+    as_json: JSON_OUT = False,
     url: URL = "http://127.0.0.1:8000",
     key: KEY = None,
 ) -> None:
-    """Start a training job (charged before it runs) and follow it."""
-    import time
+    """Start a training job (charged before it runs) and follow it; then its status and its model card.
+    With --json: the job's final status as the API gives it (or, with --no-follow, the accepted job)."""
+    from gateway.cli_tables import card_table, cost_text, jobs_table
 
     client = _client(url, key)
     job: dict[str, Any] = {"method": method, "epsilon": epsilon, "delta": delta}
@@ -273,20 +420,31 @@ def train(
     if params:
         job["params"] = json.loads(params)
     started = _call(client.train, job)
-    console.print(f"job {started['job_id']} accepted; charged ε={started['cost']['epsilon']:g}, δ={started['cost']['delta']:g}")
+    if as_json:
+        _print_json(_wait(client, started["job_id"], lambda s: None) if follow else started)
+        return
+    console.print(f"job {started['job_id']} accepted; charged ε, δ: {cost_text(started.get('cost'))}")
     if not follow:
         return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), *Progress.get_default_columns()[1:], console=console) as bar:
         task_id = bar.add_task("training", total=1.0)
-        while True:
-            status = _call(client.job, started["job_id"])
-            bar.update(task_id, completed=status.get("progress") or 0.0, description=status["status"])
-            if status["status"] in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.5)
-    console.print_json(data=status)
+        status = _wait(client, started["job_id"],
+                       lambda s: bar.update(task_id, completed=s.get("progress") or 0.0, description=s["status"]))  # fmt: skip
+    console.print(jobs_table([status]))
     if status.get("model_id"):
-        console.print_json(data=_call(client.model, status["model_id"]))
+        console.print(card_table(_call(client.model, status["model_id"])))
+
+
+def _wait(client: Any, job_id: str, seen: Any) -> dict[str, Any]:
+    """Poll a job until it ends; `seen` gets each status."""
+    import time
+
+    while True:
+        status = _call(client.job, job_id)
+        seen(status)
+        if status["status"] in ("succeeded", "failed", "cancelled"):
+            return status
+        time.sleep(0.5)
 
 
 @app.command()
@@ -295,57 +453,111 @@ def audit(
     n_reference: Annotated[int, typer.Option(help="reference (shadow) models of the calibrated attack")] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     out: Annotated[Optional[Path], typer.Option(help="folder to save the ROC and violin plots in")] = None,
+    as_json: JSON_OUT = False,
     url: URL = "http://127.0.0.1:8000",
     key: KEY = None,
 ) -> None:
     """Membership-inference audit of a model (administrators): attack AUC, TPR at FPR 0.1% / 1%, the DP ceiling."""
+    from gateway.cli_tables import audit_table
+
     client = _client(url, key)
     result = _call(client.audit, model_id, n_reference=n_reference, seed=seed)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name, path in (result.get("plot_urls") or {}).items():
             (out / f"{name}.png").write_bytes(_call(client.raw, path))
-    ceiling = result.get("ceiling") or {}
-    console.print_json(data={
-        "model_id": result.get("model_id"), "model": result.get("model"), "counts": result.get("counts"),
-        "ceiling_at_fpr": ceiling.get("at_fpr"), "any_attack_exceeds_ceiling": ceiling.get("any_exceeds"),
-        "attacks": {name: {f: a.get(f) for f in ("attack_auc", "tpr_at_fpr", "epsilon_lower_bound", "recognition_rate")}
-                    for name, a in (result.get("attacks") or {}).items()},
-        "plots": result.get("plot_urls"),
-    })  # fmt: skip
+    if as_json:
+        _print_json(result)
+        return
+    console.print(audit_table(result))
+    if out is not None:
+        console.print(f"[dim]plots: {escape(', '.join(str(out / f'{n}.png') for n in result.get('plot_urls') or {}))}[/]", soft_wrap=True)
 
 
 @admin_app.command("create-analyst")
 def admin_create_analyst(
     name: str, role: Annotated[str, typer.Option()] = "analyst", organisation: Annotated[Optional[str], typer.Option()] = None,
-    url: URL = "http://127.0.0.1:8000", key: KEY = None,
+    as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None,
 ) -> None:
     """Create an analyst; prints its key once."""
-    console.print_json(data=_call(_client(url, key).create_analyst, name, role=role, organisation=organisation))
+    from gateway.cli_tables import analyst_table
+
+    created = _call(_client(url, key).create_analyst, name, role=role, organisation=organisation)
+    if as_json:
+        _print_json(created)
+        return
+    console.print(analyst_table(created))
+    _print_key(created["name"], created["key"])
+
+
+def _print_key(name: str, key: str) -> None:
+    console.print(f"key of [bold]{escape(name)}[/] (shown once; only its hash is kept): [bold]{escape(key)}[/]", soft_wrap=True, highlight=False)
+
+
+@admin_app.command("analysts")
+def admin_analysts(as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+    """Every analyst and administrator: role, organisation, key id, enabled or disabled."""
+    from gateway.cli_tables import analysts_table
+
+    found = _call(_client(url, key).analysts)
+    _print_json({"analysts": found}) if as_json else console.print(analysts_table(found))
+
+
+@admin_app.command("disable-analyst")
+def admin_disable_analyst(name: str, as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+    """Disable an analyst: its key stops working; its budgets, spending and ledger entries stay."""
+    disabled = _call(_client(url, key).disable_analyst, name)
+    if as_json:
+        _print_json(disabled)
+        return
+    console.print(f"analyst [bold]{escape(disabled['name'])}[/] disabled: key {escape(disabled['key_id'])} no longer works "
+                  "(create-analyst with the same name gives it a new key and its budgets back)", soft_wrap=True)  # fmt: skip
+
+
+@admin_app.command("rotate-key")
+def admin_rotate_key(name: str, as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+    """Give an analyst a new key, shown once; the old key stops working."""
+    rotated = _call(_client(url, key).rotate_key, name)
+    if as_json:
+        _print_json(rotated)
+        return
+    console.print(f"the old key of [bold]{escape(rotated['name'])}[/] no longer works; new key id {escape(rotated['key_id'])}", soft_wrap=True)
+    _print_key(rotated["name"], rotated["key"])
 
 
 @admin_app.command("set-budget")
 def admin_set_budget(
     analyst: str, dataset: str, epsilon: Annotated[float, typer.Option()], delta: Annotated[float, typer.Option()] = 0.0,
-    url: URL = "http://127.0.0.1:8000", key: KEY = None,
+    as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None,
 ) -> None:
-    """Set an analyst's allocation on a dataset."""
-    console.print_json(data=_call(_client(url, key).set_budget, analyst, dataset, epsilon=epsilon, delta=delta))
+    """Set an analyst's allocation on a dataset; warns where the dataset has less left than it promises."""
+    from gateway.cli_tables import allocation_table
+
+    allocation = _call(_client(url, key).set_budget, analyst, dataset, epsilon=epsilon, delta=delta)
+    _print_json(allocation) if as_json else console.print(allocation_table(allocation))
 
 
 @admin_app.command("register-dataset")
-def admin_register_dataset(path: Path, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
+def admin_register_dataset(path: Path, as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None) -> None:
     """Register a dataset from a JSON file in the shape of DESIGN.md §4."""
-    console.print_json(data=_call(_client(url, key).register_dataset, json.loads(path.read_text())))
+    registered = _call(_client(url, key).register_dataset, json.loads(path.read_text()))
+    if as_json:
+        _print_json(registered)
+        return
+    console.print(f"dataset [bold]{escape(registered['name'])}[/] registered, version {escape(registered['version'])}: "
+                  f"tables {escape(', '.join(registered['tables']))}", soft_wrap=True)  # fmt: skip
 
 
 @admin_app.command("ledger")
 def admin_ledger(
     dataset: Annotated[Optional[str], typer.Option()] = None, analyst: Annotated[Optional[str], typer.Option()] = None,
-    limit: Annotated[int, typer.Option()] = 50, url: URL = "http://127.0.0.1:8000", key: KEY = None,
+    limit: Annotated[int, typer.Option()] = 50, as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None,
 ) -> None:
     """The ledger's entries, newest first."""
-    console.print_json(data=_call(_client(url, key).ledger, dataset=dataset, analyst=analyst, limit=limit))
+    from gateway.cli_tables import ledger_table
+
+    entries = _call(_client(url, key).ledger, dataset=dataset, analyst=analyst, limit=limit)
+    _print_json({"entries": entries}) if as_json else console.print(ledger_table(entries))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

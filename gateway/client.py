@@ -5,6 +5,7 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 
 #: where an invalid member was (the `errors` member's keys) -> how a message names it
@@ -70,6 +71,14 @@ def query_body(
 
 
 class Client:
+    """The gateway's HTTP API in Python: one method per operation, answers as the API's JSON (dicts and
+    lists); a refusal raises `ApiError` (its `status`, stable `code` and problem+json `problem`).
+
+        client = Client("http://127.0.0.1:8000", key)
+        answer = client.query("cards", "SELECT COUNT(*) AS n FROM transactions", epsilon=0.5)
+        answer["rows"], answer["intervals"]["n"], answer["remaining"]
+    """
+
     def __init__(self, url: str = "http://127.0.0.1:8000", key: str | None = None, *, timeout: float = 120) -> None:
         self.url = url.rstrip("/")
         self.key = key
@@ -129,6 +138,14 @@ class Client:
     def train(self, job: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/v1/training-jobs", job)
 
+    def jobs(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Your training jobs, newest first (an administrator's: everyone's)."""
+        return self.request("GET", "/v1/training-jobs", params={"limit": limit})["jobs"]
+
+    def models(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Your models, newest first: method, dataset, cost, DP metrics (an administrator's: everyone's)."""
+        return self.request("GET", "/v1/models", params={"limit": limit})["models"]
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/training-jobs/{job_id}")
 
@@ -166,10 +183,22 @@ class Client:
             body["organisation"] = organisation
         return self.request("POST", "/v1/admin/analysts", body)
 
+    def analysts(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/admin/analysts")["analysts"]
+
+    def disable_analyst(self, name: str) -> dict[str, Any]:
+        """Disable an analyst: its key stops working; its budgets and ledger entries stay."""
+        return self.request("POST", f"/v1/admin/analysts/{quote(name, safe='')}/disable")
+
+    def rotate_key(self, name: str) -> dict[str, Any]:
+        """A new key for `name` (`key`, shown this once); the old one stops working."""
+        return self.request("POST", f"/v1/admin/analysts/{quote(name, safe='')}/rotate-key")
+
     def register_dataset(self, meta: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/v1/admin/datasets", meta)
 
     def set_budget(self, analyst: str, dataset: str, *, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
+        """Set an allocation; `warnings` in the answer says where the dataset has less left than it promises."""
         return self.request("PUT", "/v1/admin/budgets", {"analyst": analyst, "dataset": dataset, "epsilon": epsilon, "delta": delta})
 
     def ledger(self, *, dataset: str | None = None, analyst: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:

@@ -43,6 +43,9 @@ __all__ = [
     "TRANSACTIONS_MAX_ROWS_PER_UNIT",
     "TS_LOWER",
     "TS_UPPER",
+    "DEMO_ALLOCATIONS",
+    "DEMO_BUDGETS",
+    "demo_allocation",
     "demo_datasets",
     "generate_transactions",
     "load_candlesticks",
@@ -54,6 +57,25 @@ __all__ = [
 #: Bumped whenever the generator or the loaders change what they produce; part of the key that
 #: decides whether an existing demo file can be kept.
 GENERATOR_VERSION = 1
+
+#: The demo's budgets, (ε, δ). A dataset's total binds all its analysts together and outlives a demo run
+#: (the ledger keeps the spending; each start sets the total anew, spending kept); every `dpgate demo`
+#: creates a new analyst with the allocation below on each dataset. Sized so that a reader who runs
+#: `make demo` and then follows the README in order can run every command of it: the demo's example
+#: queries, its printed curl, the README's queries, its Python client example and its training jobs
+#: (tests/test_demo_budgets.py walks their costs against these figures). Repeated queries are answered
+#: free from the released answers; training jobs are charged each time, so the totals hold that walk and
+#: three more (the δ of the cards' PATE example binds first: δ stays well below 1/n for the 10,000
+#: customers). `dpgate demo` prints what really remains, at both levels.
+DEMO_BUDGETS: dict[str, tuple[float, float]] = {"lending": (20.0, 1e-5), "cards": (40.0, 5e-5), "candlesticks": (20.0, 5e-5)}
+DEMO_ALLOCATIONS: dict[str, tuple[float, float]] = {"lending": (5.0, 1e-5), "cards": (15.0, 2e-5), "candlesticks": (5.0, 2e-5)}
+#: a demo analyst's allocation on a dataset of your own (config.toml's [[datasets]])
+OTHER_ALLOCATION = (5.0, 1e-6)
+
+
+def demo_allocation(dataset: str) -> tuple[float, float]:
+    """The (ε, δ) a demo analyst is given on `dataset`."""
+    return DEMO_ALLOCATIONS.get(dataset.lower(), OTHER_ALLOCATION)
 
 #: The key under which the demo files record what they contain (Parquet key/value metadata).
 _META_KEY = b"dpgate.demo"
@@ -739,7 +761,7 @@ def demo_datasets(
         {
             "name": "lending",
             "privacy_unit": "borrower_id",
-            "budget": {"epsilon": 10.0, "delta": 1e-5},
+            "budget": {"epsilon": DEMO_BUDGETS["lending"][0], "delta": DEMO_BUDGETS["lending"][1]},
             "tables": {
                 "loans": {
                     "source": str(loans_path),
@@ -752,7 +774,7 @@ def demo_datasets(
         {
             "name": "cards",
             "privacy_unit": "customer_id",
-            "budget": {"epsilon": 10.0, "delta": 1e-5},
+            "budget": {"epsilon": DEMO_BUDGETS["cards"][0], "delta": DEMO_BUDGETS["cards"][1]},
             "tables": {
                 "card_customers": {
                     "source": str(customers_path),
@@ -789,7 +811,7 @@ def demo_datasets(
         {
             "name": "candlesticks",
             "privacy_unit": "window_id",
-            "budget": {"epsilon": 10.0, "delta": 1e-5},
+            "budget": {"epsilon": DEMO_BUDGETS["candlesticks"][0], "delta": DEMO_BUDGETS["candlesticks"][1]},
             "tables": {
                 "windows": {
                     "source": str(windows_path),

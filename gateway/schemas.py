@@ -57,6 +57,10 @@ class BudgetIn(_In):
     delta: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
 
 
+class ListQuery(_In):
+    limit: int = Field(default=100, ge=1, le=1000, description="at most this many, newest first")
+
+
 class LedgerQuery(_In):
     dataset: str | None = None
     analyst: str | None = None
@@ -231,12 +235,47 @@ class DatasetRegisteredOut(BaseModel):
     tables: list[str]
 
 
+class BudgetWarningOut(BaseModel):
+    """Something an administrator should know about an allocation that was nevertheless set."""
+
+    code: Literal["exceeds_dataset_remaining"]
+    parameter: Literal["epsilon", "delta"]
+    allocation_remaining: float = Field(description="what the allocation leaves the analyst to spend (rounded down)")
+    dataset_remaining: float = Field(description="what the dataset's total has left, for every analyst together (rounded down)")
+    detail: str
+
+
 class AllocationOut(BaseModel):
     analyst: str
     dataset: str
     epsilon: float
     delta: float
     remaining: RemainingOut
+    warnings: list[BudgetWarningOut] = Field(
+        description="empty, or why the allocation cannot be spent in full: the dataset's total has less left "
+        "(the allocation is set all the same; every charge is checked against both levels)"
+    )
+
+
+class AnalystRecordOut(BaseModel):
+    """An analyst as administrators see it: never its key, only the key's non-secret id."""
+
+    name: str
+    role: Literal["analyst", "admin"]
+    organisation: str | None
+    key_id: str
+    disabled: bool
+    created_at: str
+
+
+class AnalystsOut(BaseModel):
+    analysts: list[AnalystRecordOut]
+
+
+class KeyRotatedOut(BaseModel):
+    name: str
+    key_id: str
+    key: str = Field(description="the new API key, shown this once; only its hash is stored and the old key no longer works")
 
 
 class LedgerEntryOut(BaseModel):
@@ -278,6 +317,26 @@ class JobStatusOut(BaseModel):
     error: str | None = None
     analyst: str | None = Field(default=None, description="administrators only")
     exact_metrics: dict[str, Any] | None = Field(default=None, description="administrators only")
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobStatusOut]
+
+
+class ModelSummaryOut(BaseModel):
+    model_id: str
+    job_id: str
+    method: str
+    dataset: str
+    table: str
+    cost: PrivacyOut | None
+    metrics: dict[str, Any] | None = Field(description="the DP metrics released with the model")
+    created_at: str | None
+    analyst: str | None = Field(default=None, description="administrators only")
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelSummaryOut]
 
 
 class ModelCardOut(BaseModel):

@@ -192,6 +192,26 @@ class TrainingService:
         """``{job_id, status, progress, cost, metrics, model_id, error?}`` of the caller's own job."""
         return cards.status_json(self._own_job(analyst, job_id, is_admin=is_admin), is_admin=is_admin)
 
+    def jobs(self, analyst: str, *, is_admin: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """The caller's jobs (an administrator's: every analyst's), newest first, as `status` shows them."""
+        return [cards.status_json(rec, is_admin=is_admin) for rec in self.store.list_jobs(None if is_admin else analyst, limit=limit)]
+
+    def models(self, analyst: str, *, is_admin: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """The caller's models (an administrator's: every analyst's), newest first: ``{model_id, job_id,
+        method, dataset, table, cost, metrics, created_at}`` (the DP metrics; `analyst` for administrators)."""
+        out = []
+        for rec in self.store.list_models(None if is_admin else analyst, limit=limit):
+            cost = None
+            if rec["cost_epsilon"] is not None:
+                cost = Cost(Fraction(rec["cost_epsilon"]), Fraction(rec["cost_delta"])).to_json()
+            item = {"model_id": rec["model_id"], "job_id": rec["job_id"], "method": rec["method"], "dataset": rec["dataset"],
+                    "table": rec["table_name"], "cost": cost, "metrics": rec["metrics"],
+                    "created_at": rec["created_at"].isoformat() if rec["created_at"] else None}  # fmt: skip
+            if is_admin:
+                item["analyst"] = rec["analyst"]
+            out.append(item)
+        return out
+
     def cancel(self, analyst: str, job_id: str, *, is_admin: bool = False) -> dict[str, Any]:
         """Ask a job to stop (a queued job never starts; a running one stops at its next step). The charge
         stays. A finished job is left as it is. Returns its status."""

@@ -115,6 +115,14 @@ class JobStore:
         with self.engine.begin() as conn:
             return bool(conn.execute(q.values(**_dump(values))).rowcount)
 
+    def list_jobs(self, analyst: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Job records, newest first: `analyst`'s, or everyone's where None."""
+        q = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.job_id).limit(limit)
+        if analyst is not None:
+            q = q.where(jobs.c.analyst == analyst)
+        with self.engine.begin() as conn:
+            return [_load(dict(r)) for r in conn.execute(q).mappings()]
+
     def interrupt_active(self) -> int:
         """Mark every queued or running job failed (a restart cut it off); returns how many."""
         with self.engine.begin() as conn:
@@ -139,6 +147,20 @@ class JobStore:
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(models).where(models.c.model_id == model_id)).mappings().first()
         return None if row is None else dict(row)
+
+
+    def list_models(self, analyst: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Model records with their job's table, cost and DP metrics, newest first (`analyst`'s, or all)."""
+        q = (
+            sa.select(models, jobs.c.table_name, jobs.c.cost_epsilon, jobs.c.cost_delta, jobs.c.metrics)
+            .join(jobs, jobs.c.job_id == models.c.job_id)
+            .order_by(models.c.created_at.desc(), models.c.model_id)
+            .limit(limit)
+        )
+        if analyst is not None:
+            q = q.where(models.c.analyst == analyst)
+        with self.engine.begin() as conn:
+            return [_load(dict(r)) for r in conn.execute(q).mappings()]
 
 
 def _dump(values: dict[str, Any]) -> dict[str, Any]:

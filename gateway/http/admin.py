@@ -10,13 +10,17 @@ from flask import g
 
 from gateway.app import _dataset_store, auth, dataset_definition, ext
 from gateway.catalog import DatasetMeta
+from gateway.errors import InvalidRequest
 from gateway.schemas import (
     AllocationOut,
     AnalystIn,
     AnalystOut,
+    AnalystRecordOut,
+    AnalystsOut,
     BudgetIn,
     DatasetRegisteredOut,
     LedgerOut,
+    KeyRotatedOut,
     LedgerQuery,
     documented,
 )
@@ -34,6 +38,39 @@ ADMIN = ["admin"]
 def create_analyst(body: AnalystIn) -> tuple[dict[str, Any], int]:
     analyst, key = ext("ledger").create_analyst(body.name, role=body.role, organisation=body.organisation, actor=g.analyst.name)
     return {**analyst.to_json(), "key": key}, 201
+
+
+@bp.get("/analysts")
+@bp.auth_required(auth, roles=ADMIN)
+@bp.doc(summary="Every analyst and administrator: role, organisation, key id (never the key), disabled",
+        responses={200: documented(AnalystsOut, "by name"), 403: "not an administrator"})
+def list_analysts() -> dict[str, Any]:
+    return {"analysts": [a.to_json() for a in ext("ledger").list_analysts()]}
+
+
+@bp.post("/analysts/<analyst>/disable")
+@bp.auth_required(auth, roles=ADMIN)
+@bp.doc(summary="Disable an analyst: its key stops working at once; its allocations, spending and ledger entries stay "
+        "(creating it again gives it a new key and its budgets back)",
+        responses={200: documented(AnalystRecordOut, "the analyst, disabled"), 400: "your own account (ask another administrator)",
+                   403: "not an administrator", 404: "no such analyst"})  # fmt: skip
+def disable_analyst(analyst: str) -> dict[str, Any]:
+    if analyst == g.analyst.name:
+        raise InvalidRequest("you cannot disable your own account: ask another administrator", field="analyst")
+    return ext("ledger").disable_analyst(analyst, actor=g.analyst.name).to_json()
+
+
+@bp.post("/analysts/<analyst>/rotate-key")
+@bp.auth_required(auth, roles=ADMIN)
+@bp.doc(summary="Give an analyst a new key, shown once; the old key stops working at once",
+        responses={200: documented(KeyRotatedOut, "the new key, shown this once"), 403: "not an administrator",
+                   404: "no such analyst"})  # fmt: skip
+def rotate_key(analyst: str) -> dict[str, Any]:
+    ledger = ext("ledger")
+    key = ledger.rotate_key(analyst, actor=g.analyst.name)
+    rotated = ledger.get_analyst(analyst)
+    assert rotated is not None  # rotate_key raised UnknownAnalyst otherwise
+    return {"name": rotated.name, "key_id": rotated.key_id, "key": key}
 
 
 @bp.post("/datasets")
@@ -58,14 +95,17 @@ def register_dataset(body: DatasetMeta) -> tuple[dict[str, Any], int]:
 @bp.put("/budgets")
 @bp.auth_required(auth, roles=ADMIN)
 @bp.input(BudgetIn, arg_name="body")
-@bp.doc(summary="Set an analyst's allocation on a dataset",
-        responses={200: documented(AllocationOut, "the allocation and what remains"), 404: "unknown dataset or analyst"})
+@bp.doc(summary="Set an analyst's allocation on a dataset. An allocation the dataset's total cannot honour in full "
+        "(it leaves the analyst more than the dataset has left) is set all the same, with a warning: every charge "
+        "is checked against both levels, and the dataset's total may be raised later",
+        responses={200: documented(AllocationOut, "the allocation, what remains at both levels, and any warnings"),
+                   404: "unknown dataset or analyst"})  # fmt: skip
 def set_budget(body: BudgetIn) -> dict[str, Any]:
     gateway, ledger = ext("gateway"), ext("ledger")
     dataset = gateway.catalog.get(body.dataset).name
     ledger.set_allocation(body.analyst, dataset, epsilon=repr(body.epsilon), delta=repr(body.delta), actor=g.analyst.name)
     return {"analyst": body.analyst, "dataset": dataset, "epsilon": body.epsilon, "delta": body.delta,
-            "remaining": ledger.remaining(body.analyst, dataset)}
+            "remaining": ledger.remaining(body.analyst, dataset), "warnings": ledger.allocation_warnings(body.analyst, dataset)}
 
 
 @bp.get("/ledger")

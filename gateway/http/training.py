@@ -12,7 +12,10 @@ from gateway.schemas import (
     AuditOut,
     JobAcceptedOut,
     JobStatusOut,
+    JobsOut,
+    ListQuery,
     ModelCardOut,
+    ModelsOut,
     PredictIn,
     PredictOut,
     TrainingJobIn,
@@ -43,6 +46,15 @@ def start_job(body: TrainingJobIn) -> tuple[dict[str, Any], int]:
     return _service().start(g.analyst.name, job, is_admin=g.analyst.is_admin), 202
 
 
+@bp.get("/training-jobs")
+@bp.auth_required(auth, roles=ROLES)
+@bp.input(ListQuery, location="query", arg_name="params")
+@bp.doc(summary="Your training jobs, newest first (administrators: every analyst's)",
+        responses={200: documented(JobsOut, "the jobs, as their status shows them")})
+def list_jobs(params: ListQuery) -> dict[str, Any]:
+    return {"jobs": _service().jobs(g.analyst.name, is_admin=g.analyst.is_admin, limit=params.limit)}
+
+
 @bp.get("/training-jobs/<job_id>")
 @bp.auth_required(auth, roles=ROLES)
 @bp.doc(summary="A job's status, progress, DP metrics and cost (your own jobs)",
@@ -56,6 +68,15 @@ def job_status(job_id: str) -> dict[str, Any]:
 @bp.doc(summary="Cancel a job (its charge stays)", responses={200: documented(JobStatusOut, "the job"), 404: "not found"})
 def cancel_job(job_id: str) -> dict[str, Any]:
     return _service().cancel(g.analyst.name, job_id, is_admin=g.analyst.is_admin)
+
+
+@bp.get("/models")
+@bp.auth_required(auth, roles=ROLES)
+@bp.input(ListQuery, location="query", arg_name="params")
+@bp.doc(summary="Your models, newest first (administrators: every analyst's)",
+        responses={200: documented(ModelsOut, "one line per model: method, dataset, cost, DP metrics")})
+def list_models(params: ListQuery) -> dict[str, Any]:
+    return {"models": _service().models(g.analyst.name, is_admin=g.analyst.is_admin, limit=params.limit)}
 
 
 @bp.get("/models/<model_id>")

@@ -74,10 +74,15 @@ ROUTES: dict[str, Route] = {
     "analyst.preview": Route("analyst", body=lambda w: QUERY),
     "analyst.budget": Route("analyst"),
     "admin.create_analyst": Route("admin", ok=201, body=lambda w: {"name": w.fresh("new")}),
+    "admin.list_analysts": Route("admin"),
+    "admin.disable_analyst": Route("admin"),  # carl, a bystander: disabling twice is still 200
+    "admin.rotate_key": Route("admin"),
     "admin.register_dataset": Route("admin", ok=201, body=lambda w: _dataset(w.csv)),
     "admin.set_budget": Route("admin", body=lambda w: {"analyst": "bob", "dataset": "bank", "epsilon": 5}),
     "admin.ledger_entries": Route("admin"),
     "training.start_job": Route("analyst", ok=202, body=lambda w: LOGREG),
+    "training.list_jobs": Route("analyst"),
+    "training.list_models": Route("analyst"),
     "training.job_status": Route("analyst", owned=True),
     "training.cancel_job": Route("analyst", owned=True),
     "training.model_card": Route("analyst", owned=True),
@@ -85,6 +90,14 @@ ROUTES: dict[str, Route] = {
     "training.audit_model": Route("admin", body=lambda w: {"n_reference": 0}),
     "training.audit_plot": Route("admin"),
 }
+
+
+# The web console's routes (HTML, session cookies, CSRF) have their own matrix: tests/console/test_console_matrix.py
+CONSOLE = "console."
+
+
+def _api_endpoints(endpoints: Any) -> set[str]:
+    return {e for e in endpoints if not e.startswith(CONSOLE)}
 
 
 def _dataset(csv: Path) -> dict[str, Any]:
@@ -109,6 +122,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     api = Api(make_app(data_dir))
     ann = _new_analyst(api, "ann", "acme")
     bob = _new_analyst(api, "bob", None)
+    _new_analyst(api, "carl", None)  # the analyst the matrix disables and rotates
     r = api.client.put("/v1/admin/budgets", json={"analyst": "admin", "dataset": "bank", "epsilon": 5}, headers=api.admin)
     assert r.status_code == 200, r.json
     bearer = {name: {"Authorization": f"Bearer {key}"} for name, key in (("ann", ann), ("bob", bob))}
@@ -135,7 +149,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def _url(world: World, endpoint: str) -> tuple[str, str]:
     [rule] = [r for r in world.api.app.url_map.iter_rules() if r.endpoint == endpoint]
-    values = {"job_id": world.job_id, "model_id": world.model_id, "name": "roc", "filename": "nothing.txt"}
+    values = {"job_id": world.job_id, "model_id": world.model_id, "name": "roc", "filename": "nothing.txt", "analyst": "carl"}
     adapter = world.api.app.url_map.bind("localhost")
     methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
     assert len(methods) == 1, (endpoint, methods)
@@ -179,12 +193,14 @@ def expected(route: Route, principal: str) -> tuple[int, str | None]:
 
 def test_every_route_is_in_the_matrix(world: World) -> None:
     """A new endpoint must be placed in the matrix (and so be tested for every kind of caller)."""
-    endpoints = {rule.endpoint for rule in world.api.app.url_map.iter_rules()}
+    endpoints = _api_endpoints(rule.endpoint for rule in world.api.app.url_map.iter_rules())
     assert endpoints == set(ROUTES), f"unclassified: {endpoints - set(ROUTES)}; gone: {set(ROUTES) - endpoints}"
 
 
 def test_declared_roles_agree_with_the_matrix(world: World) -> None:
     for endpoint, view in world.api.app.view_functions.items():
+        if endpoint.startswith(CONSOLE):
+            continue
         spec = getattr(view, "_spec", {})
         roles = spec.get("roles") if spec.get("auth") is not None else None
         access = ROUTES[endpoint].access
@@ -202,7 +218,7 @@ def test_no_key_and_bad_keys_are_refused_on_every_non_public_route(world: World)
     bad = [{}, {"Authorization": f"Bearer {BAD_KEY}"}, {"Authorization": "Bearer "}, {"Authorization": "Basic YWRtaW46eA=="},
            {"Authorization": f"Bearer {ADMIN_KEY}x"}, {"Authorization": f"Bearer {'k' * 300}"}, {"Authorization": ADMIN_KEY}]  # fmt: skip
     for rule in world.api.app.url_map.iter_rules():
-        if rule.endpoint in public:
+        if rule.endpoint in public or rule.endpoint.startswith(CONSOLE):
             continue
         url = rule.rule.replace("<", "").replace(">", "")
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -247,6 +263,71 @@ def test_admin_reads_every_analysts_resources(world: World) -> None:
     assert status["analyst"] == "ann" and status["model_id"] == world.model_id
     card = world.api.client.get(f"/v1/models/{world.model_id}", headers=world.api.admin)
     assert card.status_code == 200 and card.json["model_id"] == world.model_id
+
+
+def test_lists_hold_only_the_callers_own(world: World) -> None:
+    """GET /v1/training-jobs and /v1/models: Ann sees her job and model, Bob neither, an admin both (named)."""
+    client = world.api.client
+
+    def listed(principal: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        jobs = client.get("/v1/training-jobs", headers=world.headers[principal]).json["jobs"]
+        models = client.get("/v1/models", headers=world.headers[principal]).json["models"]
+        return jobs, models
+
+    jobs, models = listed("owner")
+    assert [j["job_id"] for j in jobs if j["job_id"] == world.job_id] == [world.job_id]
+    assert all("analyst" not in j and "exact_metrics" not in j for j in jobs)
+    [model] = [m for m in models if m["model_id"] == world.model_id]
+    assert model["job_id"] == world.job_id and model["method"] == "logreg" and model["dataset"] == "bank"
+    assert model["cost"]["epsilon"] == pytest.approx(0.5) and "analyst" not in model
+    jobs, models = listed("other")
+    assert world.job_id not in {j["job_id"] for j in jobs} and world.model_id not in {m["model_id"] for m in models}
+    jobs, models = listed("admin")
+    assert {(j["job_id"], j["analyst"]) for j in jobs} >= {(world.job_id, "ann")}
+    assert {(m["model_id"], m["analyst"]) for m in models} >= {(world.model_id, "ann")}
+
+
+def test_a_rotated_key_replaces_the_old_and_is_stored_hashed(world: World) -> None:
+    client, admin = world.api.client, world.api.admin
+    name = world.fresh("rot")
+    old = _new_analyst(world.api, name, None)
+    assert client.get("/v1/budget", headers={"Authorization": f"Bearer {old}"}).status_code == 200
+    r = client.post(f"/v1/admin/analysts/{name}/rotate-key", headers=admin)
+    assert r.status_code == 200, r.json
+    new, key_id = r.json["key"], r.json["key_id"]
+    assert new != old and new.startswith(key_id + "_") and r.json["name"] == name
+    assert_problem(client.get("/v1/budget", headers={"Authorization": f"Bearer {old}"}), 401, "unauthorized")
+    budget = client.get("/v1/budget", headers={"Authorization": f"Bearer {new}"}).json["budgets"]
+    assert [b["dataset"] for b in budget] == ["bank"] and budget[0]["epsilon_total"] == 5  # the allocation stays
+    listed = {a["name"]: a for a in client.get("/v1/admin/analysts", headers=admin).json["analysts"]}
+    assert listed[name]["key_id"] == key_id and "key" not in listed[name] and "key_hash" not in listed[name]
+    stored = {str(v) for t, c, v in _all_values(world.data_dir / "ledger.db") if t == "analysts" and c == "key_hash"}
+    assert keys.key_hash(new) in stored and keys.key_hash(old) not in stored
+    for t, c, v in _all_values(world.data_dir / "ledger.db"):
+        assert new.split("_", 2)[2] not in str(v), (t, c)
+    audit = world.api.app.extensions["dpgate"]["ledger"].audit_log(limit=5)
+    assert any(e["action"] == "rotate_key" and e["target"] == name and e["actor"] == "admin" for e in audit)
+
+
+def test_a_disabled_analyst_is_refused_and_keeps_its_spending(world: World) -> None:
+    client, admin = world.api.client, world.api.admin
+    name = world.fresh("dis")
+    key = _new_analyst(world.api, name, None)
+    bearer = {"Authorization": f"Bearer {key}"}
+    asked = {**QUERY, "sql": f"SELECT COUNT(*) AS n FROM tx WHERE amount > {world.counter[0]}"}  # no one's repeat: charged
+    r = client.post("/v1/queries", json=asked, headers=bearer)
+    assert r.status_code == 200 and r.json["cached"] is False, r.json
+    r = client.post(f"/v1/admin/analysts/{name}/disable", headers=admin)
+    assert r.status_code == 200 and r.json["disabled"] is True and r.json["name"] == name, r.json
+    assert_problem(client.post("/v1/queries", json=QUERY, headers=bearer), 401, "unauthorized")
+    assert [a["disabled"] for a in client.get("/v1/admin/analysts", headers=admin).json["analysts"] if a["name"] == name] == [True]
+    spent = [e["epsilon"] for e in client.get("/v1/admin/ledger", query_string={"analyst": name}, headers=admin).json["entries"]]
+    assert spent == [QUERY["epsilon"]]
+    assert_problem(client.post("/v1/admin/analysts/nobody-here/disable", headers=admin), 404, "not_found")
+    assert_problem(client.post("/v1/admin/analysts/nobody-here/rotate-key", headers=admin), 404, "not_found")
+    own = client.post("/v1/admin/analysts/admin/disable", headers=admin)  # an administrator cannot lock itself out
+    assert_problem(own, 400, "invalid_request")
+    assert client.get("/v1/admin/analysts", headers=admin).status_code == 200
 
 
 def test_request_ids_are_scoped_to_their_analyst(world: World) -> None:

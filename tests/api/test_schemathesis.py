@@ -82,12 +82,21 @@ ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 REJECTED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
 
 
-def _schema(world: dict[str, Any], role: str) -> Any:
+# The sequences of the stateful phase: a job's start, its status, its model and what follows from them.
+# Other operations (lists, an analyst's disable or rotate-key, which would follow inferred links from the
+# list of analysts to the world's own principals) are fuzzed one by one only.
+CHAIN = ["/v1/training-jobs", "/v1/training-jobs/{job_id}", "/v1/training-jobs/{job_id}/cancel", "/v1/models/{model_id}",
+         "/v1/models/{model_id}/predict", "/v1/admin/models/{model_id}/audit"]  # fmt: skip
+
+
+def _schema(world: dict[str, Any], role: str, *, chain_only: bool = False) -> Any:
     operations = [
         {"include-method": method, "include-path": paths,
          "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}}}
         for method, paths in SEMANTIC
     ]  # fmt: skip
+    if chain_only:
+        operations.append({"exclude-path": CHAIN, "phases": {"stateful": {"enabled": False}}})
     config = schemathesis.config.SchemathesisConfig.from_dict(
         {"headers": dict(world[role]), "operations": operations,
          "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED},
@@ -178,7 +187,7 @@ def stateful(world: dict[str, Any], role: str, settings: hypothesis.settings) ->
     """
     api = world["api"]
     ledger, training = api.app.extensions["dpgate"]["ledger"], api.app.extensions["dpgate"]["training"]
-    base = _schema(world, role).as_state_machine()
+    base = _schema(world, role, chain_only=True).as_state_machine()
     failures: list[str] = []
     sequences = itertools.count()
 

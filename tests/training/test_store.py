@@ -94,3 +94,26 @@ def test_the_store_creates_its_tables_once(tmp_path: Path):
     store = JobStore(url)  # again: no error, nothing dropped
     assert store.active_job_ids() == []
     store.close()
+
+
+def test_lists_are_newest_first_and_per_analyst(tmp_path: Path):
+    from datetime import UTC, datetime, timedelta
+
+    store = JobStore(f"sqlite:///{tmp_path}/jobs.db")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i, analyst in enumerate(("ann", "bob", "ann")):
+        job_id = f"{i:032x}"
+        store.create_job(
+            job_id=job_id, analyst=analyst, dataset="cards", table_name="card_customers", method="logreg",
+            status="succeeded", progress=1.0, spec={}, plan={}, cost_epsilon="1/2", cost_delta="0",
+            cancel_requested=False, created_at=t0 + timedelta(minutes=i), metrics={"accuracy": 0.5 + i / 10},
+        )  # fmt: skip
+        store.add_model(model_id=f"m{i}", job_id=job_id, analyst=analyst, dataset="cards", method="logreg")
+    assert [j["job_id"][-1] for j in store.list_jobs("ann")] == ["2", "0"]
+    assert [j["job_id"][-1] for j in store.list_jobs()] == ["2", "1", "0"]
+    assert [j["job_id"][-1] for j in store.list_jobs(limit=1)] == ["2"]
+    models = store.list_models("bob")
+    assert [(m["model_id"], m["table_name"], m["cost_epsilon"], m["metrics"]) for m in models] == [
+        ("m1", "card_customers", "1/2", {"accuracy": 0.6})]
+    assert {m["model_id"] for m in store.list_models()} == {"m0", "m1", "m2"}
+    store.close()
