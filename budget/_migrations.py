@@ -154,9 +154,26 @@ def _v2_entry_rho(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE ledger_entries ADD COLUMN rho TEXT"))
 
 
+def _v3_console_sessions(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "console_sessions",
+        md,
+        sa.Column("id_hash", sa.String(64), primary_key=True),
+        sa.Column("analyst", sa.String(256), nullable=False),
+        sa.Column("key_id", sa.String(64), nullable=False),
+        sa.Column("csrf", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("seen_at", sa.DateTime, nullable=False),
+        sa.Index("ix_console_sessions_created", "created_at"),
+    )
+    md.create_all(conn)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "initial ledger: principals, budgets, entries, requests, cache, audit", _v1_initial),
     Step(2, "ledger entries record the rho (zCDP) a charge was converted from", _v2_entry_rho),
+    Step(3, "the web console's server-side sessions", _v3_console_sessions),
 )
 LATEST = STEPS[-1].version
 

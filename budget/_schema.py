@@ -190,3 +190,16 @@ admin_audit = sa.Table(
     sa.Column("old_value", sa.Text, nullable=True),  # JSON
     sa.Column("new_value", sa.Text, nullable=True),  # JSON
 )
+
+
+console_sessions = sa.Table(  # the web console's server-side sessions (gateway/console/sessions.py)
+    "console_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # SHA-256 of the cookie's random id
+    sa.Column("analyst", sa.String(256), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+    sa.Index("ix_console_sessions_created", "created_at"),
+)

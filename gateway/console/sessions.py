@@ -1,6 +1,7 @@
 """The console's server-side sessions: a table beside the ledger's, through the ledger's own engine.
 
-Why a table and not process memory: several `dpgate serve` replicas share one ledger (DESIGN.md §2,
+The table is the ledger's (`budget/_schema.py`, created by its migration step 3). Why a table and not
+process memory: several `dpgate serve` replicas share one ledger (DESIGN.md §2,
 scale-out), and a restart should not sign everybody out; the ledger's database is the one store they
 all share. The browser holds only a random session id (256 bits); the table holds its SHA-256, so a
 copy of the database cannot be replayed as a cookie. The API key is checked once, at sign-in, and never
@@ -18,24 +19,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from budget._schema import console_sessions  # created by the ledger's migration step 3
 from budget.ledger import Ledger
 from budget.records import Analyst
 
 SESSION_TTL = timedelta(hours=8)  # absolute: a session is never extended past this
 IDLE_TTL = timedelta(hours=1)
-
-_metadata = sa.MetaData()
-console_sessions = sa.Table(
-    "console_sessions",
-    _metadata,
-    sa.Column("id_hash", sa.String(64), primary_key=True),
-    sa.Column("analyst", sa.String(256), nullable=False),
-    sa.Column("key_id", sa.String(64), nullable=False),
-    sa.Column("csrf", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Index("ix_console_sessions_created", "created_at"),
-)
 
 
 def _digest(session_id: str) -> str:
@@ -60,11 +49,6 @@ class SessionStore:
         self.ledger = ledger
         # the ledger's engine (SQLite file or PostgreSQL, with its schema's search_path)
         self.engine: sa.Engine = ledger._db.engine  # noqa: SLF001
-        try:
-            _metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.DBAPIError:  # another replica created it at the same moment
-            if not sa.inspect(self.engine).has_table("console_sessions"):
-                raise
 
     def open(self, key: str) -> tuple[str, Session] | None:
         """Exchange an API key for a new session id, or None when the key is not an enabled analyst's."""

@@ -105,8 +105,8 @@ def test_a_database_from_before_rho_migrates_in_place(
             for table in ("allocations", "dataset_budgets"):
                 conn.execute(sa.text(f"UPDATE {table} SET epsilon_spent = epsilon_spent + 250000000000"))
     with blank_spec.open() as ledger:  # restarted on the new code
-        assert ledger.migrate() == [2]
-        assert ledger.schema_version() == _migrations.LATEST == 2
+        assert ledger.migrate() == [2, 3]
+        assert ledger.schema_version() == _migrations.LATEST == 3
         (old,) = ledger.entries()
         assert "rho" not in old and old["epsilon"] == 0.25
         cost = _gaussian_cost()
