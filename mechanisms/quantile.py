@@ -181,15 +181,21 @@ def _bounds(lower: float, upper: float) -> tuple[float, float]:
     return lo, hi
 
 
+def _lattice_inputs(lower: float, upper: float, max_candidates: int) -> tuple[float, float, int]:
+    """The checked bounds and candidate cap every lattice is built from."""
+    lo, hi = _bounds(lower, upper)
+    cap = positive_int(max_candidates, name="max_candidates")
+    if cap < 2:
+        raise ValueError("max_candidates must be >= 2")
+    return lo, hi, cap
+
+
 def representable_lattice(lower: float, upper: float, *, integer: bool, max_candidates: int = CANDIDATE_CAP) -> Lattice:
     """Every representable value, at a public resolution: the smallest step of the form {1, 2, 5}·10^k
     (k >= 0 for integer columns) whose multiples covering [lower, upper] number at most
     `max_candidates`; the lattice is aligned on those multiples (the first and last may lie just
     outside the bounds and are released clamped). Decided by the bounds alone."""
-    lo, hi = _bounds(lower, upper)
-    cap = positive_int(max_candidates, name="max_candidates")
-    if cap < 2:
-        raise ValueError("max_candidates must be >= 2")
+    lo, hi, cap = _lattice_inputs(lower, upper, max_candidates)
     flo, fhi = Fraction(lo), Fraction(hi)
     if flo == fhi:
         return Lattice(flo, Fraction(1), 1, lo, hi)
@@ -209,10 +215,7 @@ def representable_lattice(lower: float, upper: float, *, integer: bool, max_cand
 def even_lattice(lower: float, upper: float, *, integer: bool, max_candidates: int = CANDIDATE_CAP) -> Lattice:
     """Equal gaps that exactly cover the bounds: every integer when `integer` and they fit, else
     `max_candidates` points from lower to upper (the continuous form's lattice)."""
-    lo, hi = _bounds(lower, upper)
-    cap = positive_int(max_candidates, name="max_candidates")
-    if cap < 2:
-        raise ValueError("max_candidates must be >= 2")
+    lo, hi, cap = _lattice_inputs(lower, upper, max_candidates)
     flo, fhi = Fraction(lo), Fraction(hi)
     if flo == fhi:
         return Lattice(flo, Fraction(1), 1, lo, hi)

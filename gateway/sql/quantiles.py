@@ -90,12 +90,15 @@ def build_quantile(
     level_alpha: float,
     cells: int = 1,
     form: str = DEFAULT_FORM,
+    lattice: Lattice | None = None,
 ) -> PrivateQuantile:
     """The measure's mechanism: cost exactly `epsilon` (the estimate and both interval ends), built and
-    checked against OpenDP's maps before any data is read."""
+    checked against OpenDP's maps before any data is read. `lattice`: the one the engine's counts are
+    taken on (`quantile_lattice`), else the measure's own for `cells` cells."""
     if m.kind != "quantile":
         raise AssertionError(m.kind)
-    lattice = lattice_for(form, m.lower, m.upper, integer=m.value_integer, max_candidates=candidate_cap(cells))
+    if lattice is None:
+        lattice = lattice_for(form, m.lower, m.upper, integer=m.value_integer, max_candidates=candidate_cap(cells))
     return PrivateQuantile(
         epsilon=epsilon, alpha=m.alpha, lattice=lattice, max_rows=max_rows, level_alpha=level_alpha, form=form
     )

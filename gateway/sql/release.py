@@ -26,7 +26,7 @@ from mechanisms.accuracy import discrete_laplace_ci, gaussian_ci, laplace_ci
 from mechanisms.gaussian import Gaussian
 from mechanisms.cost import Cost
 from mechanisms.laplace import LaplaceCount, LaplaceFloat
-from gateway.sql.quantiles import build_quantile, histogram_query, quantile_cells, quantile_lattice, release_quantile
+from gateway.sql.quantiles import build_quantile, histogram_query, quantile_lattice, release_quantile
 from mechanisms.quantile import Lattice, RankCounts
 from mechanisms.selection import NoisyTopK
 from mechanisms.threshold import ThresholdCounts
@@ -132,10 +132,8 @@ class Mechanisms:
                 return None  # a literal of the query (SUM(0)): the same on every dataset
             return LaplaceFloat(epsilon=eps, sensitivity=m.sensitivity)
         if m.kind == "quantile":
-            mech = build_quantile(m, eps, k, level_alpha=self.plan.alpha, cells=quantile_cells(self.plan))
-            if mech.lattice != self.lattices[m.id]:
-                raise AssertionError("a quantile's mechanism and its engine query must share one lattice")
-            return mech
+            # the lattice the engine's counts are taken on: one object for the query and the draw
+            return build_quantile(m, eps, k, level_alpha=self.plan.alpha, lattice=self.lattices[m.id])
         raise AssertionError(m.kind)
 
     def cost(self) -> Cost:
