@@ -18,6 +18,7 @@ from ._db import Database
 from .errors import InvalidInput, NoAllocation, UnknownAnalyst
 from .records import Analyst, Remaining
 from .units import Units, cost_of, remaining_json, spent_json, total_json
+from .windows import window_json, window_room
 
 Amount = float | str | Fraction | int | Decimal
 MAX_NAME = 200
@@ -94,7 +95,8 @@ class LedgerBase:
         org = self._analyst_row(conn, analyst).organisation
         alloc = self._allocation(conn, analyst, org, dataset)
         ds = conn.execute(sa.select(s.dataset_budgets).where(s.dataset_budgets.c.dataset == dataset)).one()
-        return Remaining(analyst=cost_of(room(alloc)), dataset=cost_of(room(ds)))
+        now = self._clock()
+        return Remaining(analyst=cost_of(room(alloc, now)), dataset=cost_of(room(ds, now)))
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
@@ -132,10 +134,13 @@ def spent(row: Row[Any]) -> Units:
     return int(row.epsilon_spent), int(row.delta_spent)
 
 
-def room(row: Row[Any], *, extra: Units = (0, 0)) -> Units:
-    """What remains of a budget row (after spending `extra` more): never below zero."""
+def room(row: Row[Any], now: datetime, *, extra: Units = (0, 0)) -> Units:
+    """What remains of a budget row at `now` (after spending `extra` more): never below zero. A row that
+    renews leaves the lesser of its current window's room and its cap's (`windows`)."""
     total, used = totals(row), spent(row)
-    return max(0, total[0] - used[0] - extra[0]), max(0, total[1] - used[1] - extra[1])
+    left = max(0, total[0] - used[0] - extra[0]), max(0, total[1] - used[1] - extra[1])
+    window = window_room(row, now, extra=extra)
+    return left if window is None else (min(left[0], window[0]), min(left[1], window[1]))
 
 
 def totals_json(total: Units) -> dict[str, float]:
@@ -143,9 +148,11 @@ def totals_json(total: Units) -> dict[str, float]:
     return {"epsilon": epsilon, "delta": delta}
 
 
-def figures(row: Row[Any]) -> dict[str, float]:
-    (et, dt), (es, ds), (er, dr) = total_json(totals(row)), spent_json(spent(row)), remaining_json(room(row))
-    return {
+def figures(row: Row[Any], now: datetime) -> dict[str, Any]:
+    """A row's figures at `now`; a row that renews adds its current `window` (its total is then the cap
+    over all windows)."""
+    (et, dt), (es, ds), (er, dr) = total_json(totals(row)), spent_json(spent(row)), remaining_json(room(row, now))
+    out: dict[str, Any] = {
         "epsilon_total": et,
         "epsilon_spent": es,
         "epsilon_remaining": er,
@@ -153,10 +160,14 @@ def figures(row: Row[Any]) -> dict[str, float]:
         "delta_spent": ds,
         "delta_remaining": dr,
     }
+    window = window_json(row, now)
+    if window is not None:
+        out["window"] = window
+    return out
 
 
-def budget_json(row: Row[Any]) -> dict[str, Any]:
-    return {"dataset": row.dataset, **figures(row)}
+def budget_json(row: Row[Any], now: datetime) -> dict[str, Any]:
+    return {"dataset": row.dataset, **figures(row, now)}
 
 
 def analyst_record(row: Row[Any]) -> Analyst:

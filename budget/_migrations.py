@@ -170,10 +170,27 @@ def _v3_console_sessions(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v4_budget_windows(conn: Connection) -> None:
+    # nullable columns and zero defaults: every existing budget reads back as one that never renews.
+    # Both databases add them in place, inside the step's transaction.
+    stamp = sa.DateTime().compile(dialect=conn.dialect)
+    for table in ("dataset_budgets", "allocations"):
+        for column in (
+            "renew_every VARCHAR(8)",
+            "epsilon_per_window BIGINT",
+            "delta_per_window BIGINT",
+            f"window_start {stamp}",
+            "epsilon_window_spent BIGINT NOT NULL DEFAULT 0",
+            "delta_window_spent BIGINT NOT NULL DEFAULT 0",
+        ):
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "initial ledger: principals, budgets, entries, requests, cache, audit", _v1_initial),
     Step(2, "ledger entries record the rho (zCDP) a charge was converted from", _v2_entry_rho),
     Step(3, "the web console's server-side sessions", _v3_console_sessions),
+    Step(4, "budgets that renew on a schedule: window allowance, window start and spending", _v4_budget_windows),
 )
 LATEST = STEPS[-1].version
 

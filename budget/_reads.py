@@ -14,6 +14,7 @@ from ._base import LedgerBase, budget_json, figures
 from .errors import InvalidInput
 from .records import Remaining, entry_json
 from .units import cost_of, rho_of
+from .windows import window_bounds, window_spent
 
 MAX_LIMIT = 100_000
 
@@ -27,15 +28,15 @@ class Reads(LedgerBase):
         rounds up, remaining down, totals as given."""
         with self._db.read() as conn:
             row = self._analyst_row(conn, analyst)
-            out = []
+            out, now = [], self._clock()
             for alloc in self._allocations_of(conn, analyst, row.organisation):
                 ds = conn.execute(
                     sa.select(s.dataset_budgets).where(s.dataset_budgets.c.dataset == alloc.dataset)
                 ).one()
-                item = {"dataset": alloc.dataset, **figures(alloc)}
+                item = {"dataset": alloc.dataset, **figures(alloc, now)}
                 if alloc.holder_kind == s.ORGANISATION:
                     item["organisation"] = alloc.holder
-                item["dataset_level"] = figures(ds)
+                item["dataset_level"] = figures(ds, now)
                 out.append(item)
         return out
 
@@ -86,7 +87,8 @@ class Reads(LedgerBase):
         """Every dataset's total, spent and remaining (admin view)."""
         with self._db.read() as conn:
             rows = conn.execute(sa.select(s.dataset_budgets).order_by(s.dataset_budgets.c.dataset)).all()
-        return [budget_json(r) for r in rows]
+        now = self._clock()
+        return [budget_json(r, now) for r in rows]
 
     def allocations(self, dataset: str | None = None) -> list[dict[str, Any]]:
         """Every allocation (admin view): ``{analyst | organisation, dataset, totals, spent, remaining}``."""
@@ -94,8 +96,9 @@ class Reads(LedgerBase):
         q = sa.select(t).order_by(t.c.dataset, t.c.holder_kind, t.c.holder)
         if dataset is not None:
             q = q.where(t.c.dataset == dataset)
+        now = self._clock()
         with self._db.read() as conn:
-            return [{r.holder_kind: r.holder, **budget_json(r)} for r in conn.execute(q)]
+            return [{r.holder_kind: r.holder, **budget_json(r, now)} for r in conn.execute(q)]
 
     def audit_log(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Administrative changes, newest first: ``{id, at, actor, action, target, old, new}``."""
@@ -132,6 +135,23 @@ class Reads(LedgerBase):
             for r in conn.execute(sa.select(s.allocations)):
                 if by_holder.get((r.holder_kind, r.holder, r.dataset), (0, 0)) != (r.epsilon_spent, r.delta_spent):
                     problems.append(f"{r.holder_kind} {r.holder!r} on {r.dataset!r}: spent differs from its entries")
+            problems += self._verify_windows(conn)
+        return problems
+
+    def _verify_windows(self, conn: Connection) -> list[str]:
+        """A renewing row's spending in its current window equals its entries since the window began."""
+        e, now, problems = s.ledger_entries, self._clock(), []
+        total = sa.select(sa.func.coalesce(sa.func.sum(e.c.epsilon), 0), sa.func.coalesce(sa.func.sum(e.c.delta), 0))
+        rows = [(f"dataset {r.dataset!r}", r, e.c.dataset == r.dataset)
+                for r in conn.execute(sa.select(s.dataset_budgets).where(s.dataset_budgets.c.renew_every.is_not(None)))]
+        for r in conn.execute(sa.select(s.allocations).where(s.allocations.c.renew_every.is_not(None))):
+            paid = e.c.organisation.is_(None) & (e.c.analyst == r.holder) if r.holder_kind == s.ANALYST else e.c.organisation == r.holder
+            rows.append((f"{r.holder_kind} {r.holder!r} on {r.dataset!r}", r, paid & (e.c.dataset == r.dataset)))
+        for what, r, paid in rows:
+            start = window_bounds(r.renew_every, now)[0]
+            used = conn.execute(total.where(paid, e.c.at >= start)).one()
+            if (int(used[0]), int(used[1])) != window_spent(r, now):
+                problems.append(f"{what}: the current window's spending differs from its entries")
         return problems
 
 

@@ -100,6 +100,15 @@ def _budget_columns(prefix: str) -> list[SchemaItem]:
             sa.Column(f"{part}_spent", sa.BigInteger, nullable=False),
             sa.Column(f"{part}_spent_when_cut", sa.BigInteger, nullable=False),
         ]
+    # a renewal schedule (migration 4; `windows`): NULL `renew_every` for a row that never renews
+    items += [
+        sa.Column("renew_every", sa.String(8), nullable=True),
+        sa.Column("epsilon_per_window", sa.BigInteger, nullable=True),
+        sa.Column("delta_per_window", sa.BigInteger, nullable=True),
+        sa.Column("window_start", UTCDateTime, nullable=True),
+        sa.Column("epsilon_window_spent", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("delta_window_spent", sa.BigInteger, nullable=False, server_default="0"),
+    ]
     for part in ("epsilon", "delta"):
         items += [
             sa.CheckConstraint(f"{part}_total >= 0", name=f"ck_{prefix}_{part}_total_nonneg"),

@@ -86,13 +86,16 @@ class BudgetExhausted(LedgerError, ValueError):
         analyst: str | None = None,
         dataset: str | None = None,
         organisation: str | None = None,
+        renews_at: str | None = None,
     ) -> None:
         holder = f"organisation {organisation!r}'s shared allocation" if organisation else "the analyst's allocation"
         where = holder if level == "analyst" else "the dataset's total"
         on = f" on dataset {dataset!r}" if dataset is not None else ""
+        window = f"; this window's allowance renews at {renews_at}" if renews_at else ""
         super().__init__(
-            f"privacy budget exhausted{on} ({where}): requested {requested}, remaining {_remaining_str(remaining)}"
+            f"privacy budget exhausted{on} ({where}): requested {requested}, remaining {_remaining_str(remaining)}{window}"
         )
+        self.renews_at = renews_at
         self.requested = requested
         self.remaining = remaining
         self.level = level
@@ -110,6 +113,8 @@ class BudgetExhausted(LedgerError, ValueError):
             out["dataset"] = self.dataset
         if self.organisation:
             out["organisation"] = self.organisation
+        if self.renews_at:
+            out["renews_at"] = self.renews_at
         return out
 
 

@@ -5,7 +5,9 @@ the write locks it depends on (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``SELECT
 the request, allocation and dataset rows, in that order), so concurrent charges — threads or processes
 — compose sequentially and never take either level past its total; CHECK constraints in the schema
 hold the same line should the code ever be wrong. A refused charge writes nothing. Spending is never
-refunded, reset or lowered: the only writes to spent figures add to them.
+refunded, reset or lowered: the only writes to spent figures add to them. A budget that renews on a
+schedule (`windows`) also counts its current window's spending, which starts at 0 in each new window;
+its total, the cap over all windows, never renews.
 
 Idempotency. A request id (scoped to its analyst) is reserved while its request runs, then completed
 by the charge that pays for it — atomically, with the released answer stored alongside — so a retry
@@ -41,6 +43,7 @@ from ._reads import Reads
 from .errors import BudgetExhausted, InvalidInput, RequestConflict, RequestInProgress
 from .records import Charge, Remaining, Reservation
 from .units import charge_units, cost_of, rho_of, rho_text
+from .windows import renews_at, window_update
 
 __all__ = ["ROLES", "Ledger"]
 
@@ -171,25 +174,19 @@ class Ledger(Principals, Limits, Reads):
                 sa.select(s.dataset_budgets).where(s.dataset_budgets.c.dataset == dataset).with_for_update()
             ).one()
             shared = org if alloc.holder_kind == s.ORGANISATION else None
-            for level, row in (("analyst", alloc), ("dataset", ds)):
-                left = room(row)
-                if units[0] > left[0] or units[1] > left[1]:
-                    raise BudgetExhausted(
-                        requested=cost_of(units),
-                        remaining=cost_of(left),
-                        level=level,
-                        analyst=analyst,
-                        dataset=dataset,
-                        organisation=shared,
-                    )
-            for t, where in (
-                (s.allocations, allocation_key(alloc.holder_kind, alloc.holder, dataset)),
-                (s.dataset_budgets, s.dataset_budgets.c.dataset == dataset),
+            _refuse_past_room(alloc, ds, units, now, analyst=analyst, dataset=dataset, organisation=shared)
+            for t, where, row in (
+                (s.allocations, allocation_key(alloc.holder_kind, alloc.holder, dataset), alloc),
+                (s.dataset_budgets, s.dataset_budgets.c.dataset == dataset, ds),
             ):
                 conn.execute(
                     t.update()
                     .where(where)
-                    .values(epsilon_spent=t.c.epsilon_spent + units[0], delta_spent=t.c.delta_spent + units[1])
+                    .values(
+                        epsilon_spent=t.c.epsilon_spent + units[0],
+                        delta_spent=t.c.delta_spent + units[1],
+                        **window_update(row, now, units),
+                    )
                 )
             inserted = conn.execute(
                 s.ledger_entries.insert().values(
@@ -239,13 +236,25 @@ class Ledger(Principals, Limits, Reads):
                 request_id=request_id,
                 kind=kind,
                 cost=cost_of(units, cost.rho),
-                remaining=Remaining(analyst=cost_of(room(alloc, extra=units)), dataset=cost_of(room(ds, extra=units))),
+                remaining=Remaining(analyst=cost_of(room(alloc, now, extra=units)), dataset=cost_of(room(ds, now, extra=units))),
                 detail=detail,
                 organisation=shared,
                 result=result,
             )
 
         return self._db.write(tx)
+
+    def check_room(self, analyst: str, dataset: str, cost: Cost) -> None:
+        """Raise the BudgetExhausted that `charge` would raise for `cost` now (read only, no lock: a
+        precheck before any data is read; the charge checks again under its locks)."""
+        units = charge_units(cost)
+        with self._db.read() as conn:
+            name = self._dataset_name(conn, check_name(dataset, "dataset name"))
+            org = self._analyst_row(conn, check_name(analyst, "analyst name")).organisation
+            alloc = self._allocation(conn, analyst, org, name)
+            ds = conn.execute(sa.select(s.dataset_budgets).where(s.dataset_budgets.c.dataset == name)).one()
+            shared = org if alloc.holder_kind == s.ORGANISATION else None
+            _refuse_past_room(alloc, ds, units, self._clock(), analyst=analyst, dataset=name, organisation=shared)
 
     def _replay(self, conn: Connection, req: Row[Any], analyst: str, dataset: str, kind: str) -> Charge:
         result = None if req.result is None else json.loads(req.result)
@@ -381,3 +390,15 @@ class Ledger(Principals, Limits, Reads):
                 sa.select(s.result_cache.c.result).where(s.result_cache.c.cache_key == cache_key)
             ).scalar()
         return None if text is None else json.loads(text)
+
+
+def _refuse_past_room(
+    alloc: Row[Any], ds: Row[Any], units: tuple[int, int], now: datetime, *, analyst: str, dataset: str,
+    organisation: str | None,
+) -> None:
+    """BudgetExhausted where `units` exceed what the allocation or the dataset's total leaves at `now`."""
+    for level, row in (("analyst", alloc), ("dataset", ds)):
+        left = room(row, now)
+        if units[0] > left[0] or units[1] > left[1]:
+            raise BudgetExhausted(requested=cost_of(units), remaining=cost_of(left), level=level, analyst=analyst,
+                                  dataset=dataset, organisation=organisation, renews_at=renews_at(row, now, units))  # fmt: skip

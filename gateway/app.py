@@ -75,7 +75,8 @@ def load_registered(gateway: Gateway, ledger: Ledger, settings: Settings) -> dic
                 unavailable[path.stem] = str(exc)
                 log.error("dataset_unavailable", dataset=path.stem, error_type=type(exc).__name__)
     for meta in gateway.catalog:
-        ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta), actor="config")
+        ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta),
+                                  renew=meta.budget.renewal(), actor="config")  # fmt: skip
         ledger.record_dataset(meta.name, definition=dataset_definition(gateway, meta), actor="config")
     return unavailable
 

@@ -214,11 +214,28 @@ class TableMeta(BaseModel):
         return None
 
 
+class RenewMeta(BaseModel):
+    """A dataset budget that renews every UTC calendar day, week or month; its total is then the cap."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    every: Literal["day", "week", "month"]
+    epsilon: float = Field(gt=0, allow_inf_nan=False)
+    delta: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
+
+
 class BudgetMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     epsilon: float = Field(gt=0, allow_inf_nan=False)
     delta: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
+    renew: RenewMeta | None = None
+
+    def renewal(self) -> Any:
+        """The ledger's `Renewal` for this budget, or None."""
+        from budget.windows import Renewal
+
+        return None if self.renew is None else Renewal.of(self.renew.every, repr(self.renew.epsilon), repr(self.renew.delta))
 
 
 class DatasetMeta(BaseModel):

@@ -527,13 +527,20 @@ def admin_rotate_key(name: str, as_json: JSON_OUT = False, url: URL = "http://12
 
 @admin_app.command("set-budget")
 def admin_set_budget(
-    analyst: str, dataset: str, epsilon: Annotated[float, typer.Option()], delta: Annotated[float, typer.Option()] = 0.0,
+    analyst: str, dataset: str, epsilon: Annotated[float, typer.Option(help="the total; with --renew, the cap over all windows")],
+    delta: Annotated[float, typer.Option()] = 0.0,
+    renew: Annotated[Optional[str], typer.Option(help="renew every UTC day, week or month")] = None,
+    window_epsilon: Annotated[Optional[float], typer.Option(help="with --renew: what each window may spend")] = None,
+    window_delta: Annotated[float, typer.Option(help="with --renew: the δ each window may spend")] = 0.0,
     as_json: JSON_OUT = False, url: URL = "http://127.0.0.1:8000", key: KEY = None,
 ) -> None:
     """Set an analyst's allocation on a dataset; warns where the dataset has less left than it promises."""
     from gateway.cli_tables import allocation_table
 
-    allocation = _call(_client(url, key).set_budget, analyst, dataset, epsilon=epsilon, delta=delta)
+    if (renew is None) != (window_epsilon is None):
+        raise typer.BadParameter("--renew and --window-epsilon go together")
+    schedule = None if renew is None else {"every": renew, "epsilon": window_epsilon, "delta": window_delta}
+    allocation = _call(_client(url, key).set_budget, analyst, dataset, epsilon=epsilon, delta=delta, renew=schedule)
     _print_json(allocation) if as_json else console.print(allocation_table(allocation))
 
 

@@ -65,7 +65,19 @@ def budget_table(budgets: list[dict[str, Any]]) -> RenderableType:
         eps_text = f"[bold]{num(eps)}[/]" + (" [yellow](dataset)[/]" if _left(ds, "epsilon") < _left(b, "epsilon") else "")
         t.add_row(name, _of(b["epsilon_spent"], b["epsilon_total"]), _of(ds["epsilon_spent"], ds["epsilon_total"]), eps_text,
                   _of(b["delta_spent"], b["delta_total"]), _of(ds["delta_spent"], ds["delta_total"]), num(dlt))  # fmt: skip
-    return t
+    windows = [window_line(b["dataset"], who, row) for b in budgets
+               for who, row in (("yours", b), ("the dataset's", b["dataset_level"])) if row.get("window")]  # fmt: skip
+    return Group(t, *windows) if windows else t
+
+
+def window_line(dataset: str, who: str, row: dict[str, Any]) -> Text:
+    """A budget that renews: its window, what the window has spent and left, and the cap over all windows."""
+    w = row["window"]
+    return Text.from_markup(
+        f"[bold]{escape(dataset)}[/], {who} renews every {escape(w['every'])}: this window {escape(w['start'][:10])} to "
+        f"{escape(w['end'][:10])} has spent ε={num(w['epsilon_spent'])} of {num(w['epsilon_per_window'])} "
+        f"(left {num(w['epsilon_remaining'])}); all windows together are capped at ε={num(row['epsilon_total'])}"
+    )
 
 
 def preview_table(dataset: str, sql: str, preview: dict[str, Any]) -> RenderableType:
@@ -259,7 +271,10 @@ def allocation_table(allocation: dict[str, Any]) -> RenderableType:
               title_justify="left")  # fmt: skip
     for header in ("", "ε", "δ"):
         t.add_column(header, justify="left" if not header else "right", overflow="fold")
-    t.add_row("allocation", num(allocation["epsilon"]), num(allocation["delta"]))
+    renew = allocation.get("renew")
+    t.add_row("allocation" if renew is None else "cap over all windows", num(allocation["epsilon"]), num(allocation["delta"]))
+    if renew is not None:
+        t.add_row(f"each {escape(renew['every'])} (UTC calendar)", num(renew["epsilon"]), num(renew["delta"]))
     t.add_row("the analyst can still spend", num(rem["analyst"]["epsilon"]), num(rem["analyst"]["delta"]))
     t.add_row("the dataset has left (all analysts)", num(rem["dataset"]["epsilon"]), num(rem["dataset"]["delta"]))
     return Group(t, *warning_lines(allocation.get("warnings") or []))

@@ -197,9 +197,16 @@ class Client:
     def register_dataset(self, meta: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/v1/admin/datasets", meta)
 
-    def set_budget(self, analyst: str, dataset: str, *, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
-        """Set an allocation; `warnings` in the answer says where the dataset has less left than it promises."""
-        return self.request("PUT", "/v1/admin/budgets", {"analyst": analyst, "dataset": dataset, "epsilon": epsilon, "delta": delta})
+    def set_budget(
+        self, analyst: str, dataset: str, *, epsilon: float, delta: float = 0.0, renew: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Set an allocation; `warnings` in the answer says where the dataset has less left than it promises.
+        `renew` (``{"every": "month", "epsilon": 1.0, "delta": 0}``) makes it renew each window, `epsilon`
+        then being the cap over all windows."""
+        body: dict[str, Any] = {"analyst": analyst, "dataset": dataset, "epsilon": epsilon, "delta": delta}
+        if renew is not None:
+            body["renew"] = renew
+        return self.request("PUT", "/v1/admin/budgets", body)
 
     def ledger(self, *, dataset: str | None = None, analyst: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/admin/ledger", params={"dataset": dataset, "analyst": analyst, "limit": limit})["entries"]

@@ -50,11 +50,21 @@ class AnalystIn(_In):
     organisation: str | None = Field(default=None, max_length=64)
 
 
+class RenewIn(_In):
+    """A budget that renews: each UTC calendar `every` may spend this (ε, δ), inside the total."""
+
+    every: Literal["day", "week", "month"]
+    epsilon: float = Field(ge=0, le=1000, allow_inf_nan=False, description="what each window may spend")
+    delta: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
+
+
 class BudgetIn(_In):
     analyst: str = Field(min_length=1, max_length=64)
     dataset: str = Field(min_length=1, max_length=64)
-    epsilon: float = Field(ge=0, le=1000, allow_inf_nan=False)
+    epsilon: float = Field(ge=0, le=1000, allow_inf_nan=False,
+                           description="the total; with `renew`, the cap over all windows together")  # fmt: skip
     delta: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
+    renew: RenewIn | None = Field(default=None, description="renew on a schedule (absent: the allocation does not renew)")
 
 
 class ListQuery(_In):
@@ -205,11 +215,26 @@ class DatasetsOut(BaseModel):
     datasets: list[DatasetOut]
 
 
+class WindowOut(BaseModel):
+    """The current window of a budget that renews (its totals are then the cap over all windows)."""
+
+    every: Literal["day", "week", "month"]
+    start: str
+    end: str
+    epsilon_per_window: float
+    epsilon_spent: float
+    epsilon_remaining: float
+    delta_per_window: float
+    delta_spent: float
+    delta_remaining: float
+
+
 class Spending(BaseModel):
     epsilon_total: float
     epsilon_spent: float
     delta_total: float
     delta_spent: float
+    window: WindowOut | None = Field(default=None, description="only for a budget that renews on a schedule")
 
 
 class BudgetLineOut(Spending):
@@ -250,6 +275,7 @@ class AllocationOut(BaseModel):
     dataset: str
     epsilon: float
     delta: float
+    renew: RenewIn | None = None
     remaining: RemainingOut
     warnings: list[BudgetWarningOut] = Field(
         description="empty, or why the allocation cannot be spent in full: the dataset's total has less left "

@@ -254,10 +254,7 @@ class QueryService:
         return {**result, "remaining": charge.remaining.to_json(), "cached": False}
 
     def _precheck(self, analyst: str, dataset: str, cost: Cost) -> None:
-        left = self.ledger.remaining_cost(analyst, dataset)
-        for level, remaining in (("analyst", left.analyst), ("dataset", left.dataset)):
-            if not cost.fits_within(remaining):
-                raise BudgetExhausted(requested=cost, remaining=remaining, level=level, analyst=analyst, dataset=dataset)
+        self.ledger.check_room(analyst, dataset, cost)
 
 
 __all__ = ["QueryService", "QueryRequest", "Forbidden", "BudgetExhausted"]

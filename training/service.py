@@ -359,12 +359,7 @@ class TrainingService:
         """Refuse, before any data is read, a job whose cost the budget may not cover: its requested ε,
         and its δ where the method spends δ (DP-SGD; diffprivlib's models are pure ε-DP)."""
         requested = Cost(job.epsilon, job.delta if job.method in ("dpsgd", "pate") else Fraction(0))
-        remaining = self.ledger.remaining_cost(analyst, job.dataset)
-        for level, left in (("analyst", remaining.analyst), ("dataset", remaining.dataset)):
-            if not requested.fits_within(left):
-                raise BudgetExhausted(
-                    requested=requested, remaining=left, level=level, analyst=analyst, dataset=job.dataset
-                )
+        self.ledger.check_room(analyst, job.dataset, requested)
 
     def _plan(
         self, job: JobSpec, spec: FeatureSpec, *, unit: str | None, k: int, image: dict[str, Any] | None = None

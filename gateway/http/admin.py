@@ -8,6 +8,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import g
 
+from budget.windows import Renewal
 from gateway.app import _dataset_store, auth, dataset_definition, ext
 from gateway.catalog import DatasetMeta
 from gateway.errors import InvalidRequest
@@ -81,7 +82,8 @@ def rotate_key(analyst: str) -> dict[str, Any]:
 def register_dataset(body: DatasetMeta) -> tuple[dict[str, Any], int]:
     gateway, ledger, settings = ext("gateway"), ext("ledger"), ext("settings")
     meta = gateway.register(body)
-    ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta), actor=g.analyst.name)
+    ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta),
+                              renew=meta.budget.renewal(), actor=g.analyst.name)  # fmt: skip
     ledger.record_dataset(meta.name, definition=dataset_definition(gateway, meta), actor=g.analyst.name)
     ext("queries").unavailable.pop(meta.name.lower(), None)  # its data loads again
     store = _dataset_store(settings)
@@ -103,9 +105,14 @@ def register_dataset(body: DatasetMeta) -> tuple[dict[str, Any], int]:
 def set_budget(body: BudgetIn) -> dict[str, Any]:
     gateway, ledger = ext("gateway"), ext("ledger")
     dataset = gateway.catalog.get(body.dataset).name
-    ledger.set_allocation(body.analyst, dataset, epsilon=repr(body.epsilon), delta=repr(body.delta), actor=g.analyst.name)
-    return {"analyst": body.analyst, "dataset": dataset, "epsilon": body.epsilon, "delta": body.delta,
-            "remaining": ledger.remaining(body.analyst, dataset), "warnings": ledger.allocation_warnings(body.analyst, dataset)}
+    renew = None if body.renew is None else Renewal.of(body.renew.every, repr(body.renew.epsilon), repr(body.renew.delta))
+    ledger.set_allocation(body.analyst, dataset, epsilon=repr(body.epsilon), delta=repr(body.delta), renew=renew,
+                          actor=g.analyst.name)  # fmt: skip
+    out = {"analyst": body.analyst, "dataset": dataset, "epsilon": body.epsilon, "delta": body.delta,
+           "remaining": ledger.remaining(body.analyst, dataset), "warnings": ledger.allocation_warnings(body.analyst, dataset)}
+    if body.renew is not None:
+        out["renew"] = body.renew.model_dump()
+    return out
 
 
 @bp.get("/ledger")

@@ -93,8 +93,20 @@ def test_a_database_from_before_rho_migrates_in_place(
             m.setattr(_migrations, "STEPS", old_steps)
             m.setattr(_migrations, "LATEST", 1)
             assert ledger.migrate() == [1]
-        grant(ledger, "bank", total=10, delta_total=1e-4, analysts={"alice": 1}, delta=1e-5)
-        with ledger._db.engine.begin() as conn:  # a charge that version wrote (no rho column then)
+        ledger.create_analyst("alice", role="analyst")
+        with ledger._db.engine.begin() as conn:  # budgets and a charge as that version wrote them
+            now = datetime.now(UTC).replace(tzinfo=None)
+            figures = "epsilon_spent, delta_spent, epsilon_spent_when_cut, delta_spent_when_cut, updated_at"
+            conn.execute(
+                sa.text(f"INSERT INTO dataset_budgets (dataset, epsilon_total, delta_total, {figures}) "
+                        "VALUES ('bank', 10000000000000, 100000000000000, 0, 0, 0, 0, :at)"),
+                {"at": now},
+            )  # fmt: skip
+            conn.execute(
+                sa.text(f"INSERT INTO allocations (holder_kind, holder, dataset, epsilon_total, delta_total, {figures}) "
+                        "VALUES ('analyst', 'alice', 'bank', 1000000000000, 10000000000000, 0, 0, 0, 0, :at)"),
+                {"at": now},
+            )  # fmt: skip
             conn.execute(
                 sa.text(
                     "INSERT INTO ledger_entries (at, analyst, dataset, kind, detail, epsilon, delta) "
@@ -105,8 +117,8 @@ def test_a_database_from_before_rho_migrates_in_place(
             for table in ("allocations", "dataset_budgets"):
                 conn.execute(sa.text(f"UPDATE {table} SET epsilon_spent = epsilon_spent + 250000000000"))
     with blank_spec.open() as ledger:  # restarted on the new code
-        assert ledger.migrate() == [2, 3]
-        assert ledger.schema_version() == _migrations.LATEST == 3
+        assert ledger.migrate() == [2, 3, 4]
+        assert ledger.schema_version() == _migrations.LATEST == 4
         (old,) = ledger.entries()
         assert "rho" not in old and old["epsilon"] == 0.25
         cost = _gaussian_cost()
