@@ -367,3 +367,18 @@ def test_audit_prints_each_attack_beside_the_dp_ceiling(tmp_path: Path, monkeypa
         row = _row(out, name)
         assert row[1] == f"{attack['attack_auc']:.3g}" and row[3] == f"{attack['tpr_at_fpr']['0.01']:.3g}", row
     assert ("an attack exceeds" in out) == result["ceiling"]["any_exceeds"]
+
+
+def test_set_budget_renews_on_a_schedule_and_budget_shows_the_window(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.api.conftest import ADMIN_KEY
+
+    api, key = _served(tmp_path, monkeypatch)
+    out = _run("admin", "set-budget", "ann", "bank", "--epsilon", "4", "--renew", "week", "--window-epsilon", "1", "--key", ADMIN_KEY)
+    assert _row(out, "cap over all windows")[1] == "4" and _row(out, "each week (UTC calendar)")[1] == "1"
+    _run("query", "SELECT COUNT(*) AS n FROM tx", "-d", "bank", "-e", "0.25", "--key", key)
+    shown = _one_line(_run("budget", "--key", key))
+    assert "bank, yours renews every week: this window" in shown
+    assert "has spent ε=0.25 of 1 (left 0.75); all windows together are capped at ε=4" in shown
+    lone = CliRunner().invoke(app, ["admin", "set-budget", "ann", "bank", "--epsilon", "4", "--renew", "week", "--key", ADMIN_KEY])
+    assert lone.exit_code != 0 and "--renew and --window-epsilon go together" in lone.output
+    assert api.app.extensions["dpgate"]["ledger"].verify() == []

@@ -91,9 +91,12 @@ def admin_create_analyst() -> Any:
 @bp.post("/console/admin/budgets")
 @signed_in(admin=True)
 def admin_set_budget() -> Any:
-    form = {k: request.form.get(k, "").strip() for k in ("analyst", "dataset", "epsilon", "delta")}
+    form = {k: request.form.get(k, "").strip() for k in ("analyst", "dataset", "epsilon", "delta", "renew_every", "window_epsilon", "window_delta")}
+    raw: dict[str, Any] = {"analyst": form["analyst"], "dataset": form["dataset"], "epsilon": form["epsilon"], "delta": form["delta"] or 0}
+    if form["renew_every"]:  # a schedule: ε above is then the cap over all windows
+        raw["renew"] = {"every": form["renew_every"], "epsilon": form["window_epsilon"], "delta": form["window_delta"] or 0}
     try:
-        body = BudgetIn.model_validate({"analyst": form["analyst"], "dataset": form["dataset"], "epsilon": form["epsilon"], "delta": form["delta"] or 0})
+        body = BudgetIn.model_validate(raw)
         result = _api(admin_api.set_budget)(body=body)
     except typed_errors() as exc:
         return _analysts_page(error_of(exc)["status"], error=error_of(exc), budget_form=form)

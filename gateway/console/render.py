@@ -27,11 +27,19 @@ class Gauge:
 
 
 def gauges(budget: dict[str, Any]) -> list[Gauge]:
-    """A `GET /v1/budget` item as its two ε gauges: the caller's allocation and the dataset's total."""
-    own = budget
-    ds = budget["dataset_level"]
+    """A `GET /v1/budget` item as its ε gauges: the caller's allocation and the dataset's total; a level
+    that renews shows its current window first, then its cap over all windows."""
     label = f"organisation {budget['organisation']}" if budget.get("organisation") else "your allocation"
-    return [Gauge(label, own["epsilon_spent"], own["epsilon_total"]), Gauge("dataset total", ds["epsilon_spent"], ds["epsilon_total"])]
+    out = []
+    for name, row in ((label, budget), ("dataset total", budget["dataset_level"])):
+        window = row.get("window")
+        if window is None:
+            out.append(Gauge(name, row["epsilon_spent"], row["epsilon_total"]))
+            continue
+        span = f"{window['start'][:10]} to {window['end'][:10]} UTC"
+        out.append(Gauge(f"{name}: this {window['every']} ({span})", window["epsilon_spent"], window["epsilon_per_window"]))
+        out.append(Gauge(f"{name}: cap over all windows", row["epsilon_spent"], row["epsilon_total"]))
+    return out
 
 
 def more_like_this(cost: dict[str, float], remaining: dict[str, dict[str, float]]) -> int | None:

@@ -358,3 +358,22 @@ def test_admin_ledger_filters_and_exports_csv(console: Console) -> None:
     r = admin.get("/console/admin/ledger?limit=0")
     assert r.status_code == 400 and "invalid_request" in text(r)
     assert math.isclose(sum(float(x["epsilon"]) for x in csv.DictReader(io.StringIO(admin.get("/console/admin/ledger.csv").get_data(as_text=True)))), 0.75)
+
+
+def test_a_budget_that_renews_is_set_and_shown_with_its_window(console: Console) -> None:
+    key = console.analyst("ann", epsilon=0.5)
+    admin = console.admin()
+    admin.get("/console/admin/analysts")
+    r = admin.post("/console/admin/budgets", {"analyst": "ann", "dataset": "bank", "epsilon": "4", "delta": "0",
+                                              "renew_every": "month", "window_epsilon": "1", "window_delta": "0"})  # fmt: skip
+    assert r.status_code == 200, text(r)[:2000]
+    page = text(r)
+    assert "each month may spend ε = 1" in page and "every month: this window" in page
+    refused = admin.post("/console/admin/budgets", {"analyst": "ann", "dataset": "bank", "epsilon": "0.5", "delta": "0",
+                                                    "renew_every": "month", "window_epsilon": "1", "window_delta": "0"})  # fmt: skip
+    assert refused.status_code == 400 and "may not exceed" in text(refused)
+    ann = console.browser(key)
+    assert ann.query("SELECT COUNT(*) AS n FROM tx", epsilon=0.25).status_code == 200
+    datasets = text(ann.get("/console/datasets"))
+    assert "your allocation: this month (" in datasets and "ε 0.25 / 1 spent" in datasets
+    assert "your allocation: cap over all windows" in datasets and "ε 0.25 / 4 spent" in datasets
