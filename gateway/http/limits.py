@@ -2,8 +2,9 @@
 
 Every authenticated request counts once against its analyst (`rate_limit_per_analyst`) and once against
 its organisation (`rate_limit_per_organisation`; an analyst without one is its own organisation), in
-every endpoint together. A request without a valid key counts against its client address under the
-analyst limit, which also slows guessing keys. The liveness, metrics and spec endpoints are not limited.
+every endpoint together. A console page counts against the analyst its session cookie names, as its API
+calls would. A request without a valid key or session counts against its client address under the
+analyst limit, which also slows guessing keys (the console's sign-in form included). The liveness, metrics and spec endpoints are not limited.
 
 A limited request is refused in `before_request`: its view never runs, so it reads no data, plans
 nothing and is charged nothing. The refusal is 429 problem+json, code `rate_limited`, with Retry-After
@@ -11,6 +12,8 @@ nothing and is charged nothing. The refusal is 429 problem+json, code `rate_limi
 if Redis is unreachable, each process counts in memory until it is back.
 """
 from __future__ import annotations
+
+from typing import Any
 
 from apiflask import APIFlask
 from flask import request
@@ -26,20 +29,31 @@ def _address() -> str:
     return f"address:{request.remote_addr or 'unknown'}"
 
 
-def analyst_key() -> str:
+def _caller() -> Any:
+    """The analyst of the bearer key, or of the console session on a console page; None for neither."""
     who = current_principal()
+    if who is None and request.blueprint == "console":
+        from gateway.console._web import current_session
+
+        session = current_session()
+        who = None if session is None else session.analyst
+    return who
+
+
+def analyst_key() -> str:
+    who = _caller()
     return _address() if who is None else f"analyst:{who.name}"
 
 
 def organisation_key() -> str:
-    who = current_principal()
+    who = _caller()
     if who is None:
         return _address()
     return f"organisation:{who.organisation}" if who.organisation else f"analyst:{who.name}"
 
 
 def _unauthenticated() -> bool:
-    return current_principal() is None
+    return _caller() is None
 
 
 def _unlimited() -> bool:
