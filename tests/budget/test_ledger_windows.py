@@ -136,3 +136,26 @@ def test_schedules_are_audited_and_checked(led: Ledger) -> None:
     changes = [a for a in led.audit_log() if a["action"] == "set_allocation"]
     assert changes[0]["new"] == {"epsilon": 5.0, "delta": 0.0, "renew": {"every": "month", "epsilon": 1.0, "delta": 0.0}}
     assert changes[0]["old"] == {"epsilon": 5.0, "delta": 0.0} and len(changes) == 2
+
+
+def test_64_threads_charging_a_window_of_4_exactly_32_succeed(led: Ledger) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    grant(led, "bank", total=100, analysts={"alice": 0})
+    led.set_allocation("alice", "bank", epsilon=50, renew=Renewal.of("week", 4))
+    start = threading.Barrier(64)
+
+    def one(i: int) -> bool:
+        start.wait(timeout=60)
+        try:
+            query(led, "alice", "bank", 0.125, request_id=f"w{i}")
+            return True
+        except BudgetExhausted:
+            return False
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        assert sum(pool.map(one, range(64))) == 32
+    line = _figures(led)
+    assert line["window"]["epsilon_spent"] == 4.0 and line["epsilon_spent"] == 4.0 and line["epsilon_remaining"] == 0.0
+    assert led.verify() == []
