@@ -1,5 +1,6 @@
-"""Administrator pages: datasets (list, register from JSON), analysts (create, key shown once), budgets
-(set, with a warning past what the dataset has left) and the ledger (filters, CSV export).
+"""Administrator pages: datasets (list, register from JSON; one dataset's metadata, versions and spending
+over time), analysts (create, key shown once), budgets (set, with a warning past what the dataset has
+left) and the ledger (filters, CSV export).
 
 The writes run the very view functions of `POST /v1/admin/analysts`, `POST /v1/admin/datasets` and
 `PUT /v1/admin/budgets` (undecorated: the console has already checked the session, the role and the
@@ -17,11 +18,14 @@ from flask import Response, request
 from gateway.app import ext
 from gateway.catalog import DatasetMeta
 from gateway.console import bp
-from gateway.console._web import error_of, page, signed_in, typed_errors
+from gateway.console._web import error_of, page, refusal, signed_in, typed_errors
+from gateway.console.render import spending_chart
 from gateway.http import admin as admin_api
+from gateway.http.analyst import public_metadata
 from gateway.schemas import AnalystIn, BudgetIn, LedgerQuery
 
 MAX_UPLOAD = 1_000_000
+FEW_CHARGES = 60  # a dataset's spending chart steps at each charge up to this many, else by day
 
 
 def _api(view: Any) -> Any:
@@ -62,6 +66,24 @@ def admin_register_dataset() -> Any:
     except typed_errors() as exc:
         return _datasets_page(error_of(exc)["status"], error=error_of(exc), definition=text)
     return _datasets_page(201, registered=registered)
+
+
+@bp.get("/console/admin/datasets/<dataset>")
+@signed_in(admin=True)
+def admin_dataset(dataset: str) -> Any:
+    """One dataset: its public metadata, its registrations (what each changed) and what it has been
+    charged over time (per charge while there are few, else per UTC day) and per analyst."""
+    gateway, ledger = ext("gateway"), ext("ledger")
+    if dataset not in gateway.catalog:
+        return refusal(404, "not_found", "no dataset has that name")
+    meta = gateway.catalog.get(dataset)
+    budget = {b["dataset"].lower(): b for b in ledger.dataset_budgets()}.get(meta.name.lower())
+    by_analyst = ledger.spending_by_analyst(meta.name)
+    bucket = "entry" if sum(a["entries"] for a in by_analyst) <= FEW_CHARGES else "day"
+    points = ledger.spending_over_time(meta.name, bucket=bucket)
+    chart = spending_chart(points, budget["epsilon_total"] if budget else 0.0, bucket=bucket)
+    return page("admin/dataset.html", meta=public_metadata(meta), version=gateway.version(meta.name), budget=budget,
+                versions=ledger.dataset_history(meta.name), points=points, by_analyst=by_analyst, chart=chart)[0]  # fmt: skip
 
 
 def _analysts_page(status: int = 200, **extra: Any) -> Any:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 
@@ -106,3 +107,34 @@ def bar_chart(answer: dict[str, Any]) -> dict[str, Any] | None:
         bars.append(Bar(label, v, x, min(zero, at), slot * 0.7, abs(zero - at), low, high, x + slot * 0.35))
     return {"column": col, "key": keys[0], "bars": bars, "width": CHART_W, "height": CHART_H, "zero_y": y(0.0),
             "label_y": CHART_H - 8, "top": top, "top_y": y(top)}
+
+
+def spending_chart(points: list[dict[str, Any]], total: float, *, bucket: str) -> dict[str, Any] | None:
+    """An inline SVG's geometry for a dataset's cumulative ε (`Reads.spending_over_time`'s points, oldest
+    first): a step line from 0 that rises at each UTC day with charges, placed by date (`bucket` "day"),
+    or at each charge, one step apart ("entry"), the last at the right edge; the dataset's total as a
+    horizontal line. None when nothing was spent."""
+    if not points:
+        return None
+    if bucket == "day":
+        first = date.fromisoformat(points[0]["at"])
+        positions = [(date.fromisoformat(p["at"]) - first).days for p in points]
+    else:
+        positions = list(range(len(points)))
+    slots = positions[-1] + 1  # one slot before the first step, so that it shows rising from 0
+    spent = points[-1]["epsilon_cumulative"]
+    top = max(total, spent) or 1.0
+    inner_w, inner_h = CHART_W - 2 * CHART_PAD, CHART_H - 2 * CHART_PAD
+
+    def y(v: float) -> float:
+        return round(CHART_PAD + (top - v) / top * inner_h, 2)
+
+    path, marks = [f"M {CHART_PAD} {y(0.0)}"], []
+    for at, point in zip(positions, points, strict=True):
+        x = round(CHART_PAD + (at + 1) / slots * inner_w, 2)
+        path += [f"H {x}", f"V {y(point['epsilon_cumulative'])}"]
+        marks.append({"x": x, "y": y(point["epsilon_cumulative"]), "at": point["at"][:19].replace("T", " "), "epsilon": point["epsilon"],
+                      "cumulative": point["epsilon_cumulative"]})  # fmt: skip
+    return {"width": CHART_W, "height": CHART_H, "path": " ".join(path), "points": marks, "total": total, "total_y": y(total),
+            "zero_y": y(0.0), "top": top, "top_y": y(top), "left": CHART_PAD, "right": CHART_W - CHART_PAD, "bucket": bucket,
+            "first": marks[0]["at"], "first_x": marks[0]["x"], "last": marks[-1]["at"], "label_y": CHART_H - 8, "spent": spent}  # fmt: skip

@@ -169,9 +169,10 @@ def query_submit() -> Any:
 @bp.get("/console/history")
 @signed_in()
 def history() -> Any:
+    """What the caller asked, newest first: its requests, free repeats included (they make no ledger
+    entry), and its charges made without a request (training jobs)."""
     me = current_session().analyst  # type: ignore[union-attr]
-    entries = ext("ledger").entries(analyst=me.name, limit=500)
-    return page("history.html", entries=entries)[0]
+    return page("history.html", requests=ext("ledger").request_history(me.name, limit=500))[0]
 
 
 @bp.get("/console/answers/<request_id>")

@@ -162,6 +162,10 @@ def test_the_console_end_to_end(server: Server, browser: Any) -> None:
     admin.page.goto("/console/admin/ledger")
     assert admin.page.locator("#ledger tbody tr").count() == 2
     admin.shot("admin-ledger")
+    admin.page.goto("/console/admin/datasets/shop")
+    assert admin.page.locator("#spending-chart circle.point").count() == 2
+    assert admin.page.locator("#versions tbody tr").count() >= 1
+    admin.shot("admin-dataset")
     admin.check_clean()
 
 
@@ -172,4 +176,37 @@ def test_docs_render_offline(server: Server, browser: Any) -> None:
     assert "dpgate" in w.page.inner_text(".swagger-ui .info .title")
     assert w.page.locator(".opblock").count() > 5
     w.shot("docs")
+    w.check_clean()
+
+
+def test_a_training_job_followed_live_to_its_model(server: Server, browser: Any) -> None:
+    """Cara starts a job from the form; the job page's script follows it (status JSON, under the CSP) until
+    it has succeeded; its model page predicts a row. Last in the module: its charge joins the ledger."""
+    admin = Client(server.url, ADMIN_KEY)
+    key = admin.create_analyst("cara")["key"]
+    admin.set_budget("cara", "shop", epsilon=2.0)
+    w = Watched(browser, server.url)
+    w.sign_in(key)
+    w.page.goto("/console/jobs")
+    w.page.select_option("#job-dataset", "shop")
+    for field, value in (("#job-table", "sales"), ("#job-label", "segment"), ("#job-positive", "private"), ("#job-epsilon", "1")):
+        w.page.fill(field, value)
+    w.page.select_option("#job-method", "logreg")
+    w.page.click("#start")
+    w.page.wait_for_url("**/console/jobs/*")
+    assert "Accepted and charged ε = 1" in w.page.inner_text("#accepted")
+    shown = w.page.get_attribute("#job-live", "data-status")  # as rendered: the job may already have ended
+    w.page.wait_for_selector("#job-status.status-succeeded", timeout=60_000)  # the script's polling, then its reload
+    assert shown == "succeeded" or any(u.endswith("/status.json") for u in w.requests), (shown, w.requests)
+    assert w.page.inner_text("#job-percent") == "100%"
+    w.page.click("#job-model a")
+    w.page.wait_for_url("**/console/models/*")
+    w.page.fill("#feature-0", "250")
+    w.page.click("#predict-run")
+    w.page.wait_for_selector("#predictions")
+    assert w.page.inner_text("#predictions td.value") in ("private", "retail")
+    w.shot("analyst-model")
+    w.page.goto("/console/jobs")
+    assert w.page.locator("#jobs tbody tr.job-succeeded").count() == 1
+    w.shot("analyst-jobs")
     w.check_clean()

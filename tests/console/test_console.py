@@ -248,7 +248,7 @@ def test_history_lists_charges_and_shows_released_answers_again_for_free(console
     assert "cached: a free repeat" in again and "ε = 0, δ = 0" in again
     assert cells(again) == cells(first)
     page = text(ann.get("/console/history"))
-    assert page.count("<code class=\"sql\">") == 1 and "COUNT(*) AS n" in page and "no (charged)" in page
+    assert page.count("<code class=\"sql\">") == 2 and "COUNT(*) AS n" in page and "no (charged)" in page and "yes (free)" in page
     link = f"/console/answers/{request_id}"
     assert link in page
     shown = ann.get(link)
