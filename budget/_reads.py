@@ -247,14 +247,17 @@ class Reads(LedgerBase):
         out: list[tuple[datetime, dict[str, Any]]] = []
         for x in requests:
             result = json.loads(x.result) if x.result else {}
-            cached = x.entry_id is None
-            if cached:
+            exact = x.entry_id is None and _exact(result)  # a public table's answer: free and exact, never charged
+            cached = x.entry_id is None and not exact
+            if exact:
+                sql, epsilon, delta = None, 0.0, 0.0
+            elif cached:
                 found = sources.get(released_key(result), set())
                 sql, epsilon, delta = (next(iter(found)) if len(found) == 1 else None), 0.0, 0.0
             else:
                 sql = json.loads(x.detail).get("sql")
                 epsilon, delta = spent_json((int(x.epsilon), int(x.delta)))
-            out.append((x.answered, {"at": x.answered.isoformat(), "request_id": x.request_id, "dataset": x.dataset, "kind": x.kind or "query",
+            out.append((x.answered, {"at": x.answered.isoformat(), "request_id": x.request_id, "dataset": x.dataset, "kind": x.kind or ("public query" if exact else "query"),
                         "sql": sql, "job_id": None, "epsilon": epsilon, "delta": delta, "cached": cached, "answer": x.result is not None}))  # fmt: skip
         for x in charges:
             epsilon, delta = spent_json((int(x.epsilon), int(x.delta)))
@@ -270,6 +273,12 @@ def _sums(conn: Connection, *keys: Any) -> dict[tuple[Any, ...], tuple[int, int]
     e = s.ledger_entries
     q = sa.select(*keys, sa.func.sum(e.c.epsilon), sa.func.sum(e.c.delta)).group_by(*keys)
     return {tuple(row[:-2]): (int(row[-2]), int(row[-1])) for row in conn.execute(q)}
+
+
+def _exact(result: dict[str, Any]) -> bool:
+    """Whether a stored answer is a public table's: exact values (no mechanism), released free."""
+    accuracy = result.get("accuracy") or {}
+    return bool(accuracy) and all(isinstance(a, dict) and a.get("mechanism") == "none" for a in accuracy.values())
 
 
 def _check_limit(limit: object) -> None:

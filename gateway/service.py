@@ -237,7 +237,9 @@ class QueryService:
         self.faults.point("after_noise")
         # every member of the answer (intervals, bounding, diagnostics, ...) reaches the response
         result = {"request_id": out_id, **answer.to_json(), "cost": cost.to_json(), **asked}
-        if plan.public:
+        if plan.public:  # free: nothing to charge, but a request id is completed so that its retry gets this answer
+            if request_id is not None:
+                self.ledger.store_result(analyst, request_id, result, dataset=dataset, body_hash=req.body_hash())
             return {**result, "remaining": self.ledger.remaining(analyst, dataset), "cached": False}
         charge = self.ledger.charge(
             analyst=analyst,

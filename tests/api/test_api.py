@@ -221,3 +221,18 @@ def test_admin_registers_dataset_that_survives_restart(tmp_path: Path) -> None:
     [b] = api2.client.get("/v1/budget", headers=ann).json["budgets"]
     assert b["dataset"] == "mini" and b["epsilon_spent"] == 0.5 and b["dataset_level"]["epsilon_total"] == 3.0
     assert len(entries(api2)) == 1
+
+
+def test_a_public_table_query_with_a_request_id_completes_and_its_retry_gets_the_answer(api: Api) -> None:
+    ann = api.analyst("ann")
+    first = api.query(ann, "SELECT COUNT(*) AS n FROM rates", request_id="p-1")
+    assert first.status_code == 200, first.json
+    assert first.json["cost"]["epsilon"] == 0 and first.json["cached"] is False
+    again = api.query(ann, "SELECT COUNT(*) AS n FROM rates", request_id="p-1")  # was 409 request_in_progress
+    assert again.status_code == 200, again.json
+    assert again.json["rows"] == first.json["rows"] and again.json["cached"] is True
+    other = api.query(ann, "SELECT COUNT(*) AS n FROM tx", request_id="p-1")  # the id now belongs to the first body
+    assert other.status_code == 409 and "already used for a different request" in other.json["detail"]
+    assert api.client.get("/v1/budget", headers=ann).json["budgets"][0]["epsilon_spent"] == 0
+    history = api.app.extensions["dpgate"]["ledger"].request_history("ann")
+    assert [(h["request_id"], h["kind"], h["cached"], h["epsilon"], h["answer"]) for h in history] == [("p-1", "public query", False, 0.0, True)]
