@@ -74,6 +74,6 @@ def start_migrate_and_charge(
                 refused += 1
         out.put(("charged", ok, refused))
     except Exception as exc:  # reported to the parent
-        out.put(("error", repr(exc)))
+        out.put(("error", f"{exc!r} (from {exc.__context__!r})"))  # the database's own error too
     finally:
         ledger.close()
