@@ -3,6 +3,8 @@
 The shape is DESIGN.md §4's: `{name, privacy_unit, budget:{epsilon, delta}, tables:{T:{source,
 max_rows_per_unit, public?, image?, columns:{C:{type, lower?, upper?, categories?, nullable?}}}}}`.
 `image` (`ImageMeta`) marks a table whose rows are images stored one pixel and channel per column.
+`share_repeats` (`"organisation"`, the default, or `"all"`) says who gets a released answer again for
+free: the asker's organisation only, or every analyst of the dataset (`DatasetMeta`).
 Everything here is public: sensitivities and group domains derive from it alone, never from the data.
 """
 from __future__ import annotations
@@ -246,6 +248,11 @@ class DatasetMeta(BaseModel):
     budget: BudgetMeta
     tables: dict[str, TableMeta]
     engine: EngineName | None = None  # where the tables live: duckdb (embedded, the default), postgres, spark
+    # Who gets a released answer again for free (the free-repeat store): "organisation" (the default)
+    # shares a repeat only with analysts of the asker's organisation (an analyst without one is its own),
+    # so that a `cached: true` never tells one organisation what another asked; "all" shares it with
+    # every analyst of the dataset. Either way a repeat re-releases a released value (no privacy cost).
+    share_repeats: Literal["organisation", "all"] = "organisation"
 
     @field_validator("name")
     @classmethod
@@ -295,8 +302,9 @@ class DatasetMeta(BaseModel):
         return own or self.engine or default
 
     def fingerprint(self) -> str:
-        """A digest of the metadata: part of a dataset version."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """A digest of the metadata: part of a dataset version. `share_repeats` is not: it says who may
+        reuse an answer, not what the data or its bounds are (its two settings key their repeats apart)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"share_repeats"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

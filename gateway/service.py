@@ -8,7 +8,10 @@ The order of a query, and why:
    `epsilon` first solves for ε by planning alone (`gateway.target`), then runs exactly as one asking
    that ε: the charge is the preview's quote;
 3. the free-repeat store: the same dataset version, normalised SQL, ε, δ, alpha and diagnostics get
-   the released answer again at no cost (re-releasing a released value leaks nothing new);
+   the released answer again at no cost (re-releasing a released value leaks nothing new). A repeat is
+   shared within the asker's organisation only (an analyst without one is its own), unless the dataset
+   says `share_repeats = "all"`: a free `cached: true` would otherwise tell an analyst what another
+   organisation asked;
 4. a budget pre-check, so a request the budget cannot cover touches no data;
 5. compute the noisy answer (kept in memory, not yet released);
 6. charge it: one ledger transaction checks both budget levels, appends the entry and stores the
@@ -129,15 +132,36 @@ class QueryService:
             raise Forbidden(f"you have no budget allocation on dataset {meta.name!r}")
         return allowed[meta.name.lower()]
 
+    def repeat_scope(self, analyst: str, dataset: str) -> list[str] | None:
+        """Who shares `analyst`'s free repeats on `dataset`: its organisation (``["organisation", name]``),
+        itself where it has none (``["analyst", name]``), or everyone (None) where the dataset says
+        `share_repeats = "all"`. Tagged, so that an analyst and an organisation of one name stay apart."""
+        if self.gateway.catalog.get(dataset).share_repeats == "all":
+            return None
+        record = self.ledger.get_analyst(analyst)
+        organisation = None if record is None else record.organisation
+        return ["organisation", organisation] if organisation else ["analyst", analyst]
+
     def cache_key(
-        self, dataset: str, normalized_sql: str, epsilon: Any, delta: Any, *, alpha: float = DEFAULT_ALPHA, diagnostics: bool = False
+        self,
+        dataset: str,
+        normalized_sql: str,
+        epsilon: Any,
+        delta: Any,
+        *,
+        alpha: float = DEFAULT_ALPHA,
+        diagnostics: bool = False,
+        scope: list[str] | None = None,
     ) -> str:
         """The free-repeat key: an answer is reused only for the same released values (same ε, δ,
-        alpha and diagnostics). A target's request is keyed by the ε it solves to."""
+        alpha and diagnostics), and only within `scope` (`repeat_scope`; None: every analyst). A
+        target's request is keyed by the ε it solves to."""
         eps, dlt = privacy_parameters(epsilon, delta)
         parts: list[Any] = [dataset, self.gateway.version(dataset), normalized_sql, str(eps), str(dlt)]
         if float(alpha) != DEFAULT_ALPHA or diagnostics:  # keys of plain requests stay as they were
             parts.append({"alpha": repr(float(alpha)), "diagnostics": bool(diagnostics)})
+        if scope is not None:
+            parts.append({"scope": scope})
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def _epsilon(self, dataset: str, req: QueryRequest) -> tuple[Any, Solution | None]:
@@ -220,12 +244,13 @@ class QueryService:
     def _answer(self, analyst: str, dataset: str, req: QueryRequest, request_id: str | None) -> dict[str, Any]:
         epsilon, solution = self._epsilon(dataset, req)  # free: plans only, reads no data
         plan = self.gateway.plan(dataset, req.sql, epsilon=epsilon, delta=req.delta, alpha=req.alpha, diagnostics=req.diagnostics)
-        key = self.cache_key(dataset, plan.normalized_sql, epsilon, req.delta, alpha=req.alpha, diagnostics=req.diagnostics)
+        scope = self.repeat_scope(analyst, dataset)
+        key = self.cache_key(dataset, plan.normalized_sql, epsilon, req.delta, alpha=req.alpha, diagnostics=req.diagnostics, scope=scope)
         hit = self.ledger.cached(key)
         out_id = request_id or str(uuid.uuid4())
         asked = _asked(plan.epsilon, solution)
         if hit is not None:
-            released = {k: v for k, v in hit.items() if k not in _REQUEST_MEMBERS}  # stored by another request
+            released = {k: v for k, v in hit.items() if k not in _REQUEST_MEMBERS}  # stored by another request of the scope
             answer = {**released, **asked, "request_id": out_id, "cost": _zero()}
             if request_id is not None:  # a retry of this request id gets this answer again
                 self.ledger.store_result(analyst, request_id, answer, dataset=dataset, body_hash=req.body_hash())

@@ -89,14 +89,25 @@ def test_the_dataset_page_is_for_administrators_and_knows_its_datasets(console: 
     assert console.admin().get("/console/admin/datasets/BANK").status_code == 200  # names ignore case, as in the catalog
 
 
+def _member(console: Console, name: str, organisation: str) -> str:
+    """A new analyst of `organisation` with an allocation on bank; returns its key."""
+    admin = console.api.admin
+    r = console.api.client.post("/v1/admin/analysts", json={"name": name, "organisation": organisation}, headers=admin)
+    assert r.status_code == 201, r.json
+    key = str(r.json["key"])
+    r = console.api.client.put("/v1/admin/budgets", json={"analyst": name, "dataset": "bank", "epsilon": 2.0}, headers=admin)
+    assert r.status_code == 200, r.json
+    return key
+
+
 def test_history_shows_a_cached_repeat_free_and_what_was_asked(console: Console) -> None:
-    ann = console.browser(console.analyst("ann"))
+    ann = console.browser(_member(console, "ann", "acme"))
     assert ann.query(COUNT, epsilon="0.5").status_code == 200
     again = ann.query(COUNT, epsilon="0.5")  # the free-repeat store: no ledger entry
     assert "cached: a free repeat" in text(again)
-    api_id = "api-repeat-1"  # a free repeat asked through the JSON API with a request id shows too
+    api_id = "api-repeat-1"  # a free repeat (of ann's organisation) asked through the JSON API with a request id shows too
     r = console.api.client.post("/v1/queries", json={"dataset": "bank", "sql": COUNT, "epsilon": 0.5, "request_id": api_id},
-                                headers={"Authorization": f"Bearer {console.analyst('ann2')}"})  # fmt: skip
+                                headers={"Authorization": f"Bearer {_member(console, 'ann2', 'acme')}"})  # fmt: skip
     assert r.status_code == 200 and r.json["cached"] is True
     assert len(console.ledger.entries()) == 1
     rows = cells(text(ann.get("/console/history")), "history")
