@@ -15,12 +15,12 @@ from typing import Any
 import structlog
 from apiflask import APIFlask, HTTPTokenAuth
 from flask import Response, current_app, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from budget.ledger import Ledger
 from gateway.core import Gateway
 from gateway.errors import DpgateError
 from gateway.faults import Faults
+from gateway.http.metrics import Metrics, start_listener
 from gateway.problems import install_problem_handlers
 from gateway.service import QueryService
 from gateway.settings import Settings, load_settings
@@ -43,16 +43,6 @@ def configure_logging(level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("dpgate_http_requests_total", "HTTP requests", ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("dpgate_http_request_seconds", "HTTP latency", ["endpoint"], registry=self.registry)
-        # /metrics is public: labels are route templates and statuses only, never an analyst, an
-        # organisation, a dataset or an id (those are for administrators, through the ledger)
-        self.charged = Counter("dpgate_epsilon_charged_total", "ε charged by queries", registry=self.registry)
 
 
 def _dataset_store(settings: Settings) -> Path:
@@ -115,14 +105,17 @@ def create_app(
     gateway.set_query_timeout(settings.query_timeout_s)
     unavailable = {**gateway.unavailable, **load_registered(gateway, ledger, settings)}
 
+    metrics = Metrics()
     app.extensions["dpgate"] = {
         "settings": settings,
         "gateway": gateway,
         "ledger": ledger,
         "queries": QueryService(gateway, ledger, faults=Faults(settings.fault), unavailable=unavailable),
         "training": _training_service(settings, gateway, ledger),
-        "metrics": Metrics(),
+        "metrics": metrics,
     }
+    if settings.metrics_listen:  # the scraper's own address, no key (gateway/http/metrics.py)
+        start_listener(settings.metrics_listen, metrics)
     install_problem_handlers(app)
     app.wsgi_app = Faults(settings.fault).wsgi(app.wsgi_app)  # type: ignore[method-assign]  # tests only
     _install_request_hooks(app)
@@ -134,6 +127,7 @@ def create_app(
     from gateway.http import admin, analyst, health, training
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(health.metrics_bp)
     app.register_blueprint(analyst.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(training.bp)
@@ -194,11 +188,6 @@ def _install_request_hooks(app: APIFlask) -> None:
             request_id=g.get("request_id"),
         )
         return response
-
-
-def metrics_text() -> tuple[bytes, int, dict[str, str]]:
-    metrics: Metrics = ext("metrics")
-    return generate_latest(metrics.registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
 
 auth = HTTPTokenAuth(scheme="Bearer", security_scheme_name="BearerAuth")

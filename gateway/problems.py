@@ -127,7 +127,7 @@ _EXTRA_ERRORS = {
     429: "over a rate limit (rate_limited); see Retry-After",
     500: "unexpected error (internal_error): quote the request id in `instance`",
 }
-_UNLIMITED_PREFIXES = ("/healthz", "/metrics", "/openapi.json", "/docs")
+_UNLIMITED_PREFIXES = ("/healthz", "/openapi.json", "/docs")
 
 
 def document_problems(spec: dict[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     # Public cap on the candidate groups of threshold partition selection: sizes its constant-time padding
     # (mechanisms.threshold.configure); more groups than this still release (DP), but may overrun it.
     threshold_max_groups: int = Field(default=10_000, ge=1, le=10_000_000)
+    # Also serve the Prometheus metrics, without a key, on this "host:port" (e.g. "127.0.0.1:9108"; empty:
+    # not). The main app's /metrics is for administrators either way (gateway/http/metrics.py).
+    metrics_listen: str = ""
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        from gateway.http.metrics import parse_listen
+
+        if value.strip():
+            parse_listen(value)  # ValueError names the setting
+        return value.strip()
 
     @field_validator("rate_limit_per_analyst", "rate_limit_per_organisation")
     @classmethod

@@ -4,7 +4,8 @@ Every authenticated request counts once against its analyst (`rate_limit_per_ana
 its organisation (`rate_limit_per_organisation`; an analyst without one is its own organisation), in
 every endpoint together. A console page counts against the analyst its session cookie names, as its API
 calls would. A request without a valid key or session counts against its client address under the
-analyst limit, which also slows guessing keys (the console's sign-in form included). The liveness, metrics and spec endpoints are not limited.
+analyst limit, which also slows guessing keys (the console's sign-in form and /metrics included). The
+liveness and spec endpoints are not limited.
 
 A limited request is refused in `before_request`: its view never runs, so it reads no data, plans
 nothing and is charged nothing. The refusal is 429 problem+json, code `rate_limited`, with Retry-After
@@ -22,7 +23,7 @@ from flask_limiter import ApplicationLimit, Limiter
 from gateway.app import current_principal
 from gateway.settings import Settings
 
-UNLIMITED_BLUEPRINTS = frozenset({"health", "openapi"})  # /healthz, /metrics; /openapi.json, /docs
+UNLIMITED_BLUEPRINTS = frozenset({"health", "openapi"})  # /healthz; /openapi.json, /docs (not /metrics: it takes a key)
 
 
 def _address() -> str:

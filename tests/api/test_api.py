@@ -25,7 +25,8 @@ def test_health_and_spec_are_public(api: Api) -> None:
         assert path in spec["paths"], path
     assert "BearerAuth" in spec["components"]["securitySchemes"]
     assert api.client.get("/docs").status_code == 200
-    assert b"dpgate_http_requests_total" in api.client.get("/metrics").data
+    assert api.client.get("/metrics").status_code == 401  # the metrics are for administrators
+    assert b"dpgate_http_requests_total" in api.client.get("/metrics", headers=api.admin).data
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}, {"Authorization": f"Bearer {ADMIN_KEY}x"}])

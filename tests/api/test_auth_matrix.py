@@ -68,7 +68,7 @@ ROUTES: dict[str, Route] = {
     "openapi.docs": Route("public"),
     "openapi.swagger_ui_oauth_redirect": Route("public"),
     "health.healthz": Route("public"),
-    "health.metrics": Route("public"),
+    "metrics.metrics": Route("admin"),  # the ε charged by everyone: operators' business
     "analyst.datasets": Route("analyst"),
     "analyst.query": Route("analyst", body=lambda w: QUERY),
     "analyst.preview": Route("analyst", body=lambda w: QUERY),
@@ -384,11 +384,18 @@ def test_keys_are_only_hashes_in_the_database(world: World) -> None:
                 assert key.encode() not in raw and secret.encode() not in raw, f"{name}'s key in {path}"
 
 
-def test_metrics_are_public_and_name_nobody(world: World) -> None:
-    """/metrics needs no key, so its labels are route templates and statuses only: no analyst, organisation,
-    dataset, job or model, and no key."""
-    r = world.api.client.get("/metrics")
-    assert r.status_code == 200
+def test_metrics_are_for_administrators_and_name_nobody(world: World) -> None:
+    """/metrics shows the ε charged by everyone: an administrator's key only (401 without a key, 403 for
+    an analyst, problem+json). Its labels are route templates and statuses only: no analyst,
+    organisation, dataset, job or model, and no key (a scraper on metrics_listen reads them too)."""
+    assert_problem(world.api.client.get("/metrics"), 401, "unauthorized")
+    assert_problem(world.api.client.get("/metrics", headers=world.headers["bad_key"]), 401, "unauthorized")
+    for analyst in ("owner", "other"):
+        r = world.api.client.get("/metrics", headers=world.headers[analyst])
+        assert_problem(r, 403, "forbidden")
+        assert b"dpgate_" not in r.data
+    r = world.api.client.get("/metrics", headers=world.api.admin)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
     text = r.get_data(as_text=True)
     assert "dpgate_http_requests_total" in text and "dpgate_epsilon_charged_total" in text
     for secret in ("ann", "bob", "acme", "bank", "mini", world.job_id, world.model_id, *world.keys.values()):

@@ -1,7 +1,7 @@
 """Rate limits: per analyst, per organisation, per address without a key; 429 problem+json with Retry-After.
 
-A limited request is refused before its view runs: it reads nothing and is charged nothing. The liveness,
-metrics and spec endpoints are never limited. Redis, where it runs (127.0.0.1:6379), shares the counters
+A limited request is refused before its view runs: it reads nothing and is charged nothing. The liveness
+and spec endpoints are never limited (/metrics takes a key, and is). Redis, where it runs (127.0.0.1:6379), shares the counters
 between processes.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.api.conftest import ADMIN_KEY, Api
 from tests.conftest import make_gateway
 
 COUNT = {"dataset": "bank", "sql": "SELECT COUNT(*) FROM tx", "epsilon": 0.1}
-UNLIMITED = ("/healthz", "/metrics", "/openapi.json", "/docs")
+UNLIMITED = ("/healthz", "/openapi.json", "/docs")
 
 
 def limited_api(tmp_path: Path, gateway: Gateway | None = None, **overrides: Any) -> Api:
@@ -78,6 +78,7 @@ def test_per_analyst_limit_is_429_with_retry_after(tmp_path: Path) -> None:
         for _ in range(8):
             assert api.client.get(path, headers=ann).status_code == 200, path
             assert api.client.get(path).status_code == 200, path
+    assert_limited(api.client.get("/metrics", headers=ann))  # it takes a key: it counts like the others
 
 
 def test_a_limited_request_is_charged_nothing(tmp_path: Path) -> None:
