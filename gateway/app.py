@@ -119,6 +119,9 @@ def create_app(
     install_problem_handlers(app)
     app.wsgi_app = Faults(settings.fault).wsgi(app.wsgi_app)  # type: ignore[method-assign]  # tests only
     _install_request_hooks(app)
+    from gateway.replicas import install_refresh
+
+    install_refresh(app, settings)  # datasets other replicas registered (gateway/replicas.py)
     from gateway.http.limits import install_rate_limits
 
     app.extensions["dpgate"]["limiter"] = install_rate_limits(app, settings)

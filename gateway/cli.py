@@ -115,15 +115,33 @@ def _serve(application, settings) -> None:  # type: ignore[no-untyped-def]
 def serve(
     host: Annotated[Optional[str], typer.Option()] = None,
     port: Annotated[Optional[int], typer.Option()] = None,
-    threads: Annotated[Optional[int], typer.Option(help="worker threads sharing one engine and the ledger")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="request threads per process, sharing its engines and ledger pool")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, max=64, help="pre-forked processes (gunicorn); more than 1 needs a PostgreSQL ledger_url")] = None,
     demo: Annotated[Optional[bool], typer.Option("--demo/--no-demo", help="also register the demo datasets")] = None,
     config: Annotated[Optional[Path], typer.Option(help="config.toml to use")] = None,
 ) -> None:
-    """Run the gateway (a production WSGI server: waitress, one process, several threads)."""
-    settings = _settings(config, host=host, port=port, threads=threads)
+    """Run the gateway: one process with several threads (waitress), or with --workers N, N pre-forked
+    processes (gunicorn) sharing one PostgreSQL ledger and the data directory."""
+    settings = _settings(config, host=host, port=port, threads=threads, workers=workers)
     if demo is not None:
         settings.demo.enabled = demo
-    _serve(_build_app(settings), settings)
+    if settings.workers > 1:
+        from gateway.serve import ReplicasNeedPostgres, check_replicas, serve_workers
+
+        try:
+            check_replicas(settings, settings.workers)
+        except ReplicasNeedPostgres as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        console.print(f"[bold green]dpgate[/] serving on http://{settings.host}:{settings.port} with {settings.workers} "
+                      "worker processes  (docs: /docs, spec: /openapi.json)")  # fmt: skip
+        serve_workers(settings, settings.workers)
+        return
+    from gateway.replicas import register_lock
+
+    with register_lock(settings.data_dir):  # replicas on one data directory start one at a time
+        application = _build_app(settings)
+    _serve(application, settings)
 
 
 @app.command()

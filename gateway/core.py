@@ -1,6 +1,7 @@
 """The gateway's core: a catalog of datasets over an engine, answering private SQL. No HTTP here."""
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from fractions import Fraction
 from typing import Any
 
@@ -92,17 +93,27 @@ class Gateway:
     def from_settings(cls, settings: Settings, *, demo: bool | None = None) -> Gateway:
         threshold.configure(max_candidates=settings.threshold_max_groups)  # process-wide, public
         gw = cls(settings=settings)
-        if settings.demo.enabled if demo is None else demo:
-            from gateway.demo_data import demo_datasets
+        with gw._registering():  # replicas starting together: one writes the demo's files, the others read them
+            if settings.demo.enabled if demo is None else demo:
+                from gateway.demo_data import demo_datasets
 
-            for raw in demo_datasets(settings.data_dir, transactions_rows=settings.demo.transactions_rows):
-                gw.register({"engine": "duckdb", **raw})  # the demo's files live in the embedded engine
-        for raw in settings.datasets:
-            try:
-                gw.register(raw)
-            except DatasetUnavailable as exc:  # its engine is down: the other datasets are served
-                gw.unavailable[str(raw.get("name", "")).lower()] = str(exc)
+                for raw in demo_datasets(settings.data_dir, transactions_rows=settings.demo.transactions_rows):
+                    gw.register({"engine": "duckdb", **raw})  # the demo's files live in the embedded engine
+            for raw in settings.datasets:
+                try:
+                    gw.register(raw)
+                except DatasetUnavailable as exc:  # its engine is down: the other datasets are served
+                    gw.unavailable[str(raw.get("name", "")).lower()] = str(exc)
         return gw
+
+    def _registering(self) -> AbstractContextManager[None]:
+        """The data directory's registration lock (`gateway.replicas`) where the gateway has settings:
+        processes sharing it register one at a time."""
+        if self._settings is None:
+            return nullcontext()
+        from gateway.replicas import register_lock
+
+        return register_lock(self._settings.data_dir)
 
     def _placed(self, meta: DatasetMeta) -> DatasetMeta:
         """The metadata with its engine stated (the settings' default where it names none), so that
@@ -117,8 +128,9 @@ class Gateway:
         for name in meta.tables:
             by_engine.setdefault(meta.engine_of(name), []).append(name)
         versions = []
-        for name, tables in sorted(by_engine.items()):
-            versions.append([name, self.engine_named(name).register(meta, tables)])
+        with self._registering():
+            for name, tables in sorted(by_engine.items()):
+                versions.append([name, self.engine_named(name).register(meta, tables)])
         self.versions[meta.name.lower()] = versions[0][1] if len(versions) == 1 else _digest(versions)
         self.catalog.add(meta)
         return meta

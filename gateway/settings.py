@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     threads: int = Field(default=8, ge=1, le=256)
+    # `dpgate serve --workers N`: N pre-forked processes (gunicorn), `threads` each; more than one needs
+    # a PostgreSQL ledger_url. Replicas pick up datasets another one registered within this interval.
+    workers: int = Field(default=1, ge=1, le=64)
+    replica_refresh_ms: int = Field(default=250, ge=0, le=600_000)
     log_level: str = "info"
     # FOR TESTS ONLY (DPGATE_FAULT): kill -9 this process at the named step of a query, to prove that
     # a crash anywhere never releases an uncharged answer (gateway/faults.py, tests/reliability).
