@@ -8,6 +8,8 @@ ledger and one data directory. Two things keep them in step without talking to e
   one machine (an exclusive `fcntl.flock` on `<data_dir>/.register.lock`) and across the threads of one
   process (a re-entrant lock around it). Files that readers open are written under a temporary name and
   renamed into place, so a reader never sees half of one; the lock only spares the duplicated work.
+  `dpgate serve` (and each gunicorn worker) also builds its app under it: replicas started together
+  start one at a time, the first writing what the others then only attach.
 - **Every replica answers every registration.** `POST /v1/admin/datasets` stores the dataset's JSON
   under `<data_dir>/datasets/` (written to a temporary name, then renamed) after its data are
   registered. `Refresher` lists that directory at most every `replica_refresh_ms` per process, from a

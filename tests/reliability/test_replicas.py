@@ -180,6 +180,37 @@ def test_the_registration_lock_excludes_other_processes(tmp_path: Path) -> None:
             assert held is True
 
 
+def test_a_refresh_registers_what_another_process_stored(tmp_path: Path) -> None:
+    """In-process: the refresher registers a stored definition it has not seen, again when its file
+    changes, not when it is unchanged; one whose data no longer load is made unavailable."""
+    import json
+
+    from gateway.core import Gateway
+    from gateway.replicas import Refresher
+    from gateway.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path, demo={"enabled": False})
+    gw = Gateway.from_settings(settings)
+    unavailable: dict[str, str] = {}
+    refresher = Refresher(gw, unavailable, tmp_path, every_ms=0)
+    assert refresher.refresh() == []  # nothing stored yet
+    store = tmp_path / "datasets"
+    store.mkdir()
+    source = sp.write_table(tmp_path / "tx.parquet")
+    meta = sp.dataset_meta("shop", source)
+    (store / "shop.json").write_text(json.dumps(meta))
+    assert refresher.refresh() == ["shop"] and "shop" in gw.catalog
+    assert refresher.refresh() == []  # unchanged: not registered again
+    meta["tables"]["tx"]["max_rows_per_unit"] = 4
+    (store / ".shop.json.tmp").write_text(json.dumps(meta))  # half-written files are not read
+    assert refresher.refresh() == []
+    (store / ".shop.json.tmp").replace(store / "shop.json")
+    assert refresher.refresh() == ["shop"] and gw.catalog.get("shop").tables["tx"].max_rows_per_unit == 4
+    meta["tables"]["tx"]["source"] = str(tmp_path / "gone.parquet")
+    (store / "shop.json").write_text(json.dumps(meta))
+    assert refresher.refresh() == [] and "missing" in unavailable["shop"]
+
+
 def test_two_replicas_share_registrations_and_budgets(tmp_path: Path, pg_url: str) -> None:
     """Two `dpgate serve` on one data directory: a registration on one is answered by the other (and a
     new version of it too), its DuckDB version files written once; 64 queries over both → exactly 32."""
