@@ -3,25 +3,29 @@
 The HTTP layer is thin: it validates bodies (pydantic, through apiflask, which also writes the OpenAPI
 spec), authenticates the bearer key, calls one core function and serialises the result. Core errors map
 to RFC 9457 problem+json with a stable `code` in one place (`problems`).
+
+What it builds lives in one typed `Resources` (`gateway.http.resources`); the bearer-key check is
+`gateway.http.auth`. The blueprints import those, never this module. `ext`, `auth` and
+`current_principal` are re-exported here for the modules that still import them from here.
 """
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import structlog
-from apiflask import APIFlask, HTTPTokenAuth
-from flask import Response, current_app, g, request
+from apiflask import APIFlask
+from flask import Response, g, request
 
 from budget.ledger import Ledger
 from gateway.core import Gateway
-from gateway.errors import DpgateError
 from gateway.faults import Faults
+from gateway.http.auth import auth, current_principal
 from gateway.http.metrics import Metrics, start_listener
+from gateway.http.resources import Resources, ext, install, resources
 from gateway.problems import install_problem_handlers
+from gateway.registration import dataset_definition, load_registered
 from gateway.service import QueryService
 from gateway.settings import Settings, load_settings
 
@@ -43,37 +47,6 @@ def configure_logging(level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-
-
-def _dataset_store(settings: Settings) -> Path:
-    return settings.data_dir / "datasets"
-
-
-def load_registered(gateway: Gateway, ledger: Ledger, settings: Settings) -> dict[str, str]:
-    """Datasets from the config, the demo and earlier `POST /v1/admin/datasets`, with their totals.
-
-    A stored dataset whose data can no longer be loaded (its source file gone or corrupt) does not stop
-    the gateway: it is returned (name -> why) and answered with `dataset_unavailable` until an
-    administrator registers it again; its budget and spending stay in the ledger."""
-    store = _dataset_store(settings)
-    unavailable: dict[str, str] = {}
-    if store.exists():
-        for path in sorted(store.glob("*.json")):
-            try:
-                gateway.register(json.loads(path.read_text()))
-            except (DpgateError, ValueError, OSError) as exc:
-                unavailable[path.stem] = str(exc)
-                log.error("dataset_unavailable", dataset=path.stem, error_type=type(exc).__name__)
-    for meta in gateway.catalog:
-        ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta),
-                                  renew=meta.budget.renewal(), actor="config")  # fmt: skip
-        ledger.record_dataset(meta.name, definition=dataset_definition(gateway, meta), actor="config")
-    return unavailable
-
-
-def dataset_definition(gateway: Gateway, meta: Any) -> dict[str, Any]:
-    """What the audit log records of a dataset's registration: its metadata and its data's version."""
-    return {"version": gateway.version(meta.name), **meta.model_dump(mode="json")}
 
 
 def create_app(
@@ -106,14 +79,14 @@ def create_app(
     unavailable = {**gateway.unavailable, **load_registered(gateway, ledger, settings)}
 
     metrics = Metrics()
-    app.extensions["dpgate"] = {
-        "settings": settings,
-        "gateway": gateway,
-        "ledger": ledger,
-        "queries": QueryService(gateway, ledger, faults=Faults(settings.fault), unavailable=unavailable),
-        "training": _training_service(settings, gateway, ledger),
-        "metrics": metrics,
-    }
+    res = install(app, Resources(
+        settings=settings,
+        gateway=gateway,
+        ledger=ledger,
+        queries=QueryService(gateway, ledger, faults=Faults(settings.fault), unavailable=unavailable),
+        training=_training_service(settings, gateway, ledger),
+        metrics=metrics,
+    ))  # fmt: skip
     if settings.metrics_listen:  # the scraper's own address, no key (gateway/http/metrics.py)
         start_listener(settings.metrics_listen, metrics)
     install_problem_handlers(app)
@@ -124,7 +97,7 @@ def create_app(
     install_refresh(app, settings)  # datasets other replicas registered (gateway/replicas.py)
     from gateway.http.limits import install_rate_limits
 
-    app.extensions["dpgate"]["limiter"] = install_rate_limits(app, settings)
+    app.extensions["dpgate"]["limiter"] = install_rate_limits(app, settings)  # Resources.limiter
     app.spec_processor(_document)
 
     from gateway.http import admin, analyst, health, training
@@ -162,10 +135,6 @@ def _document(spec: dict[str, Any]) -> dict[str, Any]:
     return document_problems(document_bodies(spec))
 
 
-def ext(name: str) -> Any:
-    return current_app.extensions["dpgate"][name]
-
-
 def _install_request_hooks(app: APIFlask) -> None:
     @app.before_request
     def _start() -> None:
@@ -176,7 +145,7 @@ def _install_request_hooks(app: APIFlask) -> None:
     def _finish(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics: Metrics = app.extensions["dpgate"]["metrics"]
+        metrics = resources(app).metrics
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         metrics.latency.labels(endpoint).observe(elapsed)
         response.headers["X-Request-Id"] = g.get("request_id", "")
@@ -193,34 +162,5 @@ def _install_request_hooks(app: APIFlask) -> None:
         return response
 
 
-auth = HTTPTokenAuth(scheme="Bearer", security_scheme_name="BearerAuth")
-
-
-@auth.verify_token
-def _verify(token: str) -> Any:
-    return _lookup(token)
-
-
-def current_principal() -> Any:
-    """The enabled analyst whose bearer key this request carries, or None. The rate limiter asks before
-    the view authenticates; the key is looked up (hashed) once per request either way."""
-    sent = auth.get_auth()
-    return _lookup(getattr(sent, "token", None))
-
-
-def _lookup(token: str | None) -> Any:
-    cached = g.get("dpgate_auth")
-    if cached is not None and cached[0] == token:
-        return cached[1]
-    analyst = None
-    if token and len(token) <= 256:
-        analyst = ext("ledger").authenticate(token)
-    g.dpgate_auth = (token, analyst)
-    if analyst is not None:
-        g.analyst = analyst
-    return analyst
-
-
-@auth.get_user_roles
-def _roles(user: Any) -> list[str]:
-    return [user.role]
+__all__ = ["Resources", "auth", "configure_logging", "create_app", "current_principal", "dataset_definition", "ext",
+           "load_registered", "resources"]  # fmt: skip

@@ -1,4 +1,6 @@
-"""Typed errors of the core. Each carries a stable `code`; the HTTP edge maps them to problem+json.
+"""Typed errors of the core. Each carries a stable `code`; the HTTP edge maps them to problem+json, with
+the status `gateway.problems.STATUS_BY_CODE` gives the code (`status` here mirrors that table for callers
+outside HTTP; tests/api/test_problems.py holds them equal).
 
 Messages never quote private data: they name constructs of the query or fields of metadata only.
 """

@@ -1,11 +1,18 @@
 """One mapping from errors to RFC 9457 problem+json responses with a stable `code`.
 
-Core and ledger errors carry their code and status. An unexpected error is a 500 that names only the
-request id: its message may hold private data, so it goes nowhere, not even to the log.
+A typed error of the core (`gateway.errors`), the ledger (`budget.errors`) or training
+(`training.errors`) names its stable `code`; `STATUS_BY_CODE` is the one table that gives each code its
+HTTP status, and the edge answers with that status (the errors' own `status` attributes mirror it for
+callers outside HTTP, and tests/api/test_problems.py holds every error class to this table). A code
+missing from the table is answered as an internal error, never guessed. An unexpected error is a 500
+that names only the request id: its message may hold private data, so it goes nowhere, not even to the
+log.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -18,6 +25,34 @@ from gateway.errors import DpgateError
 
 log = structlog.get_logger("dpgate")
 
+# Every stable code the API answers with, and its status (DESIGN.md §4, and the codes added since).
+STATUS_BY_CODE: Mapping[str, int] = MappingProxyType({
+    "invalid_request": 400,
+    "invalid_sql": 400,
+    "unsupported_sql": 400,
+    "unknown_table": 400,
+    "unknown_column": 400,
+    "target_unsupported": 400,  # a target no ε can promise
+    "unauthorized": 401,
+    "forbidden": 403,  # the wrong role, or no allocation on the dataset
+    "budget_exhausted": 403,
+    "unknown_dataset": 404,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "request_in_progress": 409,
+    "request_too_large": 413,
+    "target_unreachable": 422,  # the target is not met even at the largest ε
+    "rate_limited": 429,
+    "training_quota": 429,  # max_active_jobs_per_analyst
+    "internal": 500,  # the ledger's schema is newer than this code
+    "internal_error": 500,
+    "ledger_unavailable": 503,
+    "dataset_unavailable": 503,
+    "unavailable": 503,  # the training service is shutting down
+    "service_unavailable": 503,
+    "query_timeout": 504,
+})  # fmt: skip
+# The framework's errors (werkzeug's, apiflask's) come with a status and no code: the code they get.
 CODES_BY_STATUS = {
     400: "invalid_request",
     401: "unauthorized",
@@ -73,8 +108,12 @@ def install_problem_handlers(app: APIFlask) -> None:
     from training.errors import TrainingError
 
     def _typed_error(error: DpgateError | LedgerError | TrainingError) -> Any:
-        """The core's, the ledger's and training's errors carry their own code and status."""
-        return problem(error.status, error.code, error.message, **_extra(error.to_dict()))
+        """The core's, the ledger's and training's errors name their code; the status is the table's."""
+        status = STATUS_BY_CODE.get(error.code)
+        if status is None:  # a code nobody gave a status: a bug of ours, not the caller's
+            log.error("unmapped_error_code", error_type=type(error).__name__, code=error.code, request_id=g.get("request_id"))
+            return problem(500, "internal_error", f"internal error; quote request id {g.get('request_id')} when reporting it")
+        return problem(status, error.code, error.message, **_extra(error.to_dict()))
 
     for typed in (DpgateError, LedgerError, TrainingError):
         app.register_error_handler(typed, _typed_error)

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from budget.errors import BudgetExhausted, RequestInProgress
+from budget.errors import BudgetExhausted, NoAllocation, RequestInProgress
 from budget.ledger import Ledger
-from budget.records import Reservation
+from budget.records import Analyst, Reservation
+from gateway.catalog import DatasetMeta
 from gateway.core import Gateway, interval_level, privacy_parameters
-from gateway.errors import DatasetUnavailable, DpgateError, InvalidRequest
+from gateway.errors import DatasetUnavailable, InvalidRequest
 from gateway.faults import NO_FAULTS, Faults
 from gateway.sql.release import Mechanisms, release
 from gateway.target import Solution, Target, accuracy, solve
@@ -43,11 +44,6 @@ from mechanisms.cost import Cost
 DEFAULT_ALPHA = 0.05
 # members of a stored answer that belong to the request, not to the released values
 _REQUEST_MEMBERS = ("epsilon", "target")
-
-
-class Forbidden(DpgateError, PermissionError):
-    code = "forbidden"
-    status = 403
 
 
 @dataclass(frozen=True)
@@ -122,14 +118,25 @@ class QueryService:
         self._unreleased: set[tuple[str, str]] = set()
         self._unreleased_lock = threading.Lock()
 
+    def _allowed(self, analyst: str) -> dict[str, str]:
+        """The datasets the analyst may query (an allocation of its own or its organisation's): the
+        lower-cased name -> the name as the ledger spells it. The one place that says who may use what."""
+        return {name.lower(): name for name in self.ledger.allocations_of(analyst)}
+
+    def datasets_for(self, analyst: Analyst) -> list[DatasetMeta]:
+        """The datasets `analyst` may see, by name: those it may query; an administrator sees them all."""
+        allowed = self._allowed(analyst.name)
+        return sorted((m for m in self.gateway.catalog if analyst.is_admin or m.name.lower() in allowed), key=lambda m: m.name)
+
     def _check_access(self, analyst: str, dataset: str) -> str:
-        """The dataset's name as the ledger spells it, or why the analyst may not query it."""
+        """The dataset's name as the ledger spells it, or why the analyst may not query it. Checked
+        before anything is planned: an error naming a table or a column of a dataset tells its schema."""
         if dataset.lower() in self.unavailable:
             raise DatasetUnavailable(f"dataset {dataset!r} is registered but its data cannot be loaded", dataset=dataset)
         meta = self.gateway.catalog.get(dataset)  # unknown_dataset
-        allowed = {name.lower(): name for name in self.ledger.allocations_of(analyst)}
+        allowed = self._allowed(analyst)
         if meta.name.lower() not in allowed:
-            raise Forbidden(f"you have no budget allocation on dataset {meta.name!r}")
+            raise NoAllocation(analyst=analyst, dataset=meta.name)  # the ledger's refusal, as its charge would be
         return allowed[meta.name.lower()]
 
     def repeat_scope(self, analyst: str, dataset: str) -> list[str] | None:
@@ -284,4 +291,4 @@ class QueryService:
         self.ledger.check_room(analyst, dataset, cost)
 
 
-__all__ = ["QueryService", "QueryRequest", "Forbidden", "BudgetExhausted"]
+__all__ = ["QueryService", "QueryRequest", "NoAllocation", "BudgetExhausted"]

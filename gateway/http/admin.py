@@ -1,17 +1,17 @@
 """Administrator endpoints: analysts, datasets, budgets and the ledger."""
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 from apiflask import APIBlueprint
 from flask import g
 
 from budget.windows import Renewal
-from gateway.app import _dataset_store, auth, dataset_definition, ext
+from gateway import registration
 from gateway.catalog import DatasetMeta
 from gateway.errors import InvalidRequest
+from gateway.http.auth import auth
+from gateway.http.resources import ext, resources
 from gateway.schemas import (
     AllocationOut,
     AnalystIn,
@@ -80,18 +80,9 @@ def rotate_key(analyst: str) -> dict[str, Any]:
 @bp.doc(summary="Register a dataset: source, privacy unit, bounds, budget",
         responses={201: documented(DatasetRegisteredOut, "registered"), 400: "invalid metadata"})
 def register_dataset(body: DatasetMeta) -> tuple[dict[str, Any], int]:
-    gateway, ledger, settings = ext("gateway"), ext("ledger"), ext("settings")
-    meta = gateway.register(body)
-    ledger.set_dataset_budget(meta.name, epsilon=str(meta.budget.epsilon), delta=str(meta.budget.delta),
-                              renew=meta.budget.renewal(), actor=g.analyst.name)  # fmt: skip
-    ledger.record_dataset(meta.name, definition=dataset_definition(gateway, meta), actor=g.analyst.name)
-    ext("queries").unavailable.pop(meta.name.lower(), None)  # its data loads again
-    store = _dataset_store(settings)
-    store.mkdir(parents=True, exist_ok=True)
-    tmp = store / f".{meta.name.lower()}.json.tmp"
-    tmp.write_text(json.dumps(meta.model_dump(mode="json"), indent=2))
-    os.replace(tmp, store / f"{meta.name.lower()}.json")
-    return {"name": meta.name, "version": gateway.version(meta.name), "tables": sorted(meta.tables)}, 201
+    res = resources()
+    meta = registration.register(res.gateway, res.ledger, res.settings, body, actor=g.analyst.name, unavailable=res.queries.unavailable)
+    return {"name": meta.name, "version": res.gateway.version(meta.name), "tables": sorted(meta.tables)}, 201
 
 
 @bp.put("/budgets")

@@ -6,7 +6,8 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import g
 
-from gateway.app import auth, ext
+from gateway.http.auth import auth
+from gateway.http.resources import ext
 from gateway.catalog import DatasetMeta
 from gateway.schemas import BudgetsOut, DatasetsOut, PreviewOut, QueryIn, QueryOut, documented
 from gateway.service import QueryRequest
@@ -29,10 +30,7 @@ def public_metadata(meta: DatasetMeta) -> dict[str, Any]:
 @bp.doc(summary="The datasets you may query, with their public metadata",
         responses={200: documented(DatasetsOut, "your datasets"), 401: "unauthorized"})
 def datasets() -> dict[str, Any]:
-    gateway, ledger = ext("gateway"), ext("ledger")
-    allowed = {n.lower() for n in ledger.allocations_of(g.analyst.name)}
-    metas = [m for m in gateway.catalog if g.analyst.is_admin or m.name.lower() in allowed]
-    return {"datasets": [public_metadata(m) for m in sorted(metas, key=lambda m: m.name)]}
+    return {"datasets": [public_metadata(m) for m in ext("queries").datasets_for(g.analyst)]}
 
 
 def _request(body: QueryIn) -> QueryRequest:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from apiflask import APIBlueprint
 
-from gateway.app import auth, ext
+from gateway.http.auth import auth
 from gateway.http.metrics import metrics_body
+from gateway.http.resources import ext
 from gateway.schemas import HealthOut, documented
 
 bp = APIBlueprint("health", __name__, tag="health")

@@ -20,7 +20,7 @@ from apiflask import APIFlask
 from flask import request
 from flask_limiter import ApplicationLimit, Limiter
 
-from gateway.app import current_principal
+from gateway.http.auth import current_principal
 from gateway.settings import Settings
 
 UNLIMITED_BLUEPRINTS = frozenset({"health", "openapi"})  # /healthz; /openapi.json, /docs (not /metrics: it takes a key)

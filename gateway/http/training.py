@@ -1,12 +1,13 @@
 """Training jobs and models: DP-SGD and classic private models, charged before they run."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apiflask import APIBlueprint
 from flask import Response, g
 
-from gateway.app import auth, ext
+from gateway.http.auth import auth
+from gateway.http.resources import ext
 from gateway.schemas import (
     AuditIn,
     AuditOut,
@@ -22,11 +23,14 @@ from gateway.schemas import (
     documented,
 )
 
+if TYPE_CHECKING:
+    from training.service import TrainingService
+
 bp = APIBlueprint("training", __name__, tag="training", url_prefix="/v1")
 ROLES = ["analyst", "admin"]
 
 
-def _service():  # type: ignore[no-untyped-def]
+def _service() -> TrainingService:
     return ext("training")
 
 
