@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def register(
     unavailable.pop(meta.name.lower(), None)
     store = dataset_store(settings)
     store.mkdir(parents=True, exist_ok=True)
-    tmp = store / f".{meta.name.lower()}.json.tmp"
+    tmp = store / f".{meta.name.lower()}.json.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # replicas may write the same name at once
     tmp.write_text(json.dumps(meta.model_dump(mode="json"), indent=2))
     os.replace(tmp, store / f"{meta.name.lower()}.json")
     return meta
