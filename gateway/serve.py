@@ -56,6 +56,7 @@ def gunicorn_options(settings: Settings, workers: int) -> dict[str, Any]:
         "loglevel": "warning",
         "proc_name": "dpgate",
         "limit_request_line": 8190,
+        "child_exit": _child_exit,
     }
 
 
@@ -88,9 +89,34 @@ def prepare_ledger(settings: Settings) -> None:
         ledger.recover()
 
 
+def metrics_dir(settings: Settings) -> str:
+    """Where the workers' counters live (prometheus_client's multiprocess mode), so that one scrape of
+    `/metrics` adds every worker: PROMETHEUS_MULTIPROC_DIR if set, else a directory under the data
+    directory for this master, emptied at start (files of an earlier run would be added in). Set before
+    prometheus_client is imported, which reads it then."""
+    import os
+    import shutil
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = str(settings.data_dir / "metrics" / str(os.getpid()))
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """A worker that exited: its live gauges go (its counters stay counted)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def serve_workers(settings: Settings, workers: int) -> None:
     """Serve with `workers` pre-forked processes (ReplicasNeedPostgres on the SQLite ledger)."""
     check_replicas(settings, workers)
+    metrics_dir(settings)
     prepare_ledger(settings)
     import gateway.app  # noqa: F401 - imported once, before the fork, rather than in every worker
 

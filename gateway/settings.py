@@ -87,8 +87,6 @@ class Settings(BaseSettings):
     @field_validator("metrics_listen")
     @classmethod
     def _metrics_listen(cls, value: str) -> str:
-        from gateway.http.metrics import parse_listen
-
         if value.strip():
             parse_listen(value)  # ValueError names the setting
         return value.strip()
@@ -147,3 +145,12 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**overrides)
     finally:
         _CONFIG_OVERRIDE.pop()
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:9108` for IPv6) -> (host, port); raises ValueError naming the setting."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"metrics_listen must be host:port (e.g. 127.0.0.1:9108), not {value!r}")
+    return host, int(port)

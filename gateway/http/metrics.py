@@ -22,6 +22,8 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.settings import parse_listen  # noqa: F401  (kept here too: the listener's address)
+
 log = structlog.get_logger("dpgate")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable, read by it at import
@@ -55,15 +57,6 @@ def exposition_registry(metrics: Metrics) -> CollectorRegistry:
 
 def metrics_body(metrics: Metrics) -> tuple[bytes, int, dict[str, str]]:
     return generate_latest(exposition_registry(metrics)), 200, {"Content-Type": CONTENT_TYPE_LATEST}
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` (`[::1]:9108` for IPv6) -> (host, port); raises ValueError naming the setting."""
-    host, sep, port = value.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"metrics_listen must be host:port (e.g. 127.0.0.1:9108), not {value!r}")
-    return host, int(port)
 
 
 @dataclass

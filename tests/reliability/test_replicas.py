@@ -271,6 +271,11 @@ def test_workers_2_on_postgresql_answer_exactly(tmp_path: Path, pg_url: str) -> 
         for _ in range(20):  # whichever worker takes a request knows the dataset
             wait_answered(client, "shop")
         exactly_32([client], "shop", pg_url, "ann")
+        # one scrape adds every worker's counters (prometheus_client's multiprocess mode, set by serve)
+        scraped = admin.raw("/metrics").decode()
+        queries = sum(float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
+                      if line.startswith("dpgate_http_requests_total{") and 'endpoint="/v1/queries"' in line)  # fmt: skip
+        assert queries == 64, scraped[:2000]
     finally:
         server.stop()
 
