@@ -87,7 +87,10 @@ def error_of(exc: BaseException) -> dict[str, Any]:
         fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
         return {"status": 400, "code": "invalid_request", "message": fields, "fields": {}}
     fields = {k: v for k, v in getattr(exc, "to_dict", dict)().items() if k not in ("code", "detail")}
-    return {"status": getattr(exc, "status", 400), "code": getattr(exc, "code", "invalid_request"),
+    from gateway.problems import STATUS_BY_CODE  # the API's one table of statuses
+
+    code = getattr(exc, "code", "invalid_request")
+    return {"status": STATUS_BY_CODE.get(code, 500), "code": code,
             "message": getattr(exc, "message", None) or "the request was refused", "fields": fields}
 
 
