@@ -114,9 +114,19 @@ def create_app(
 
 
 def _training_service(settings: Settings, gateway: Gateway, ledger: Ledger) -> Any:
-    """Training reads the bounded rows inside the gateway; it sees metadata as the §4 JSON shape."""
+    """Training sees metadata as the §4 JSON shape. Without `job_queue`, jobs run in this process and read
+    the bounded rows here; with it, this process charges, records and enqueues them, and `dpgate worker`
+    processes run them (training/queue.py), sharing the ledger's database and the models directory."""
     from training.service import TrainingService
 
+    queue = None
+    if settings.job_queue:
+        from training.queue import JobQueue
+
+        queue = JobQueue(settings.job_queue)
+        log.info("training_on_queue", queue=queue.describe())
+    else:
+        log.info("training_in_process", workers=1, hint="set job_queue to run jobs on `dpgate worker` processes")
     return TrainingService(
         data_dir=settings.data_dir,
         db_url=settings.ledger,
@@ -124,6 +134,7 @@ def _training_service(settings: Settings, gateway: Gateway, ledger: Ledger) -> A
         datasets=lambda name: gateway.catalog.get(name).model_dump(mode="json"),
         read_table=gateway.read_bounded,
         max_active_jobs=settings.max_active_jobs_per_analyst,
+        queue=queue,
     )
 
 

@@ -145,6 +145,29 @@ def serve(
 
 
 @app.command()
+def worker(
+    processes: Annotated[int, typer.Option(min=1, max=256, help="worker processes, one job at a time each")] = 1,
+    burst: Annotated[bool, typer.Option(help="exit once the queue is empty")] = False,
+    heartbeat: Annotated[float, typer.Option(min=0.05, max=30.0, help="seconds between a running job's heartbeats (and cancel checks)")] = 2.0,
+    config: Annotated[Optional[Path], typer.Option(help="config.toml to use")] = None,
+) -> None:
+    """Run the training jobs the gateways put on the queue named by `job_queue` (gateway/worker.py)."""
+    import logging
+
+    from gateway.app import configure_logging
+    from gateway.worker import run
+
+    settings = _settings(config)
+    if not settings.job_queue:
+        console.print("[red]job_queue is not set[/] (DPGATE_JOB_QUEUE): without a queue the gateway trains in-process")
+        raise typer.Exit(2)
+    configure_logging(settings.log_level)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    console.print(f"[bold green]dpgate worker[/] x{processes} on {escape(settings.job_queue.split('@')[-1].split('?')[0])}")
+    raise typer.Exit(run(settings, processes=processes, burst=burst, heartbeat_s=heartbeat, config=config))
+
+
+@app.command()
 def demo(
     rows: Annotated[Optional[int], typer.Option(help="rows of the generated transactions table")] = None,
     port: Annotated[Optional[int], typer.Option()] = None,

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_000_000, ge=1_024, le=1_000_000_000)
     query_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
     max_active_jobs_per_analyst: int = Field(default=2, ge=1, le=1_000)
+    job_queue: str = Field(default="", pattern=r"^$|^(rediss?|unix)://")  # "": training in-process; redis://…: on `dpgate worker`s
     # Public cap on the candidate groups of threshold partition selection: sizes its constant-time padding
     # (mechanisms.threshold.configure); more groups than this still release (DP), but may overrun it.
     threshold_max_groups: int = Field(default=10_000, ge=1, le=10_000_000)

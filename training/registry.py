@@ -7,6 +7,9 @@
 
 A model directory is written under a temporary name and renamed into place, so a model is either
 complete or absent. Who owns a model is recorded in the job store, not here.
+
+This is the model store every process shares: gateway replicas load from, and `dpgate worker`s save to,
+one directory (``<data_dir>/models`` on a shared file system); a model, once in place, never changes.
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ class ModelRegistry:
         (tmp / "features.json").write_text(json.dumps(spec.to_json(), indent=2, sort_keys=True, default=str))
         (tmp / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
         os.replace(tmp, final)
+
+    def exists(self, model_id: str) -> bool:
+        return (self.path(model_id) / "card.json").exists()
+
+    def remove(self, model_id: str) -> None:
+        """Delete a model that was saved but never recorded (its job ended otherwise meanwhile)."""
+        shutil.rmtree(self.path(model_id), ignore_errors=True)
+        with self._lock:
+            self._cache.pop(model_id, None)
 
     def card(self, model_id: str) -> dict[str, Any]:
         return json.loads((self.path(model_id) / "card.json").read_text())

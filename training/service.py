@@ -18,9 +18,13 @@ charge commits; training starts only after it. The cost is the sum (sequential c
 The total never exceeds the requested (ε, δ). The split into training and held-out units is disjoint,
 so parallel composition would allow charging max(model, metrics) instead of their sum; we charge the sum.
 
-Jobs run on a thread pool (`workers`, default 1) and are recorded in `store.JobStore` in the database at
-`db_url`; a restart marks jobs it finds queued or running as failed, and their charges stay. Cancelling
-sets a flag the training loop checks every step; the charge stays. Models go to `registry`.
+Jobs are recorded in `store.JobStore` in the database at `db_url`. Without a `queue` they run on a thread
+pool (`workers`, default 1) in this process; a restart marks jobs it finds queued or running as failed,
+and their charges stay. With a `queue` (`training.queue`: the setting ``job_queue``) `start` charges and
+records the job exactly as before and enqueues only its id; `dpgate worker` processes run it
+(`run_queued`) at most once, and a job whose worker died ends failed (``worker_lost``), charge kept,
+never run again. Cancelling sets a flag the training loop checks every step (a worker reads it with its
+heartbeat); the charge stays. Models go to `registry`, a directory every process shares.
 
 Ownership: an analyst sees only its own jobs and models; another's reads as `NotFound`, so ids never
 leak. Administrators (``is_admin``) see every job and model, and the exact metrics.
@@ -34,10 +38,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -86,8 +92,20 @@ class TrainingService:
         read_table: ReadTable,
         workers: int = 1,
         max_active_jobs: int | None = None,
+        queue: Any | None = None,
+        heartbeat_s: float = 2.0,
+        lost_after_s: float = 60.0,
     ) -> None:
+        """`queue`: a `training.queue.JobQueue` (jobs run on `dpgate worker`s) or None (in-process).
+        `heartbeat_s`: how often a worker beats a running job's lease and reads its cancel flag;
+        `lost_after_s`: a running job whose lease is older is marked failed (its worker is gone)."""
         self.data_dir = Path(data_dir)
+        self.queue = queue
+        self.heartbeat_s = float(heartbeat_s)
+        self.lost_after_s = float(lost_after_s)
+        if self.queue is not None and not 0 < self.heartbeat_s < self.lost_after_s:
+            raise ValueError("heartbeat_s must be positive and below lost_after_s")
+        self._last_reap = -math.inf
         self.max_active_jobs = max_active_jobs  # per analyst, queued or running; None: no quota
         self._quota_lock = threading.Lock()
         self._starting: dict[str, int] = {}
@@ -97,9 +115,12 @@ class TrainingService:
         self.store = st.JobStore(db_url)
         self.registry = ModelRegistry(self.data_dir / "models")
         self.key = SplitKey(self.data_dir / "training" / "split.key")
-        interrupted = self.store.interrupt_active()
-        if interrupted:
-            log.warning("marked %d training job(s) failed: interrupted by a restart", interrupted)
+        if self.queue is None:  # this process owns every job: what it finds active, a restart cut off
+            interrupted = self.store.interrupt_active()
+            if interrupted:
+                log.warning("marked %d training job(s) failed: interrupted by a restart", interrupted)
+        else:  # shared with other replicas and workers: only jobs whose worker is gone
+            self.reap_lost(force=True)
         self._pool = ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="dpgate-train")
         self._lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}
@@ -156,6 +177,12 @@ class TrainingService:
                 raise InvalidJob(f"the public table lacks the feature column {lacking[0]!r}", field="public_table")
         if job.method != "nonprivate":
             self._check_room(analyst, job)
+        if self.queue is not None:
+            try:
+                self.queue.ping()
+            except Exception:  # noqa: BLE001 - any broker failure: refuse before the charge
+                log.warning("training job queue unreachable", exc_info=True)
+                raise JobFailed("the training job queue is unreachable; nothing was charged") from None
         job_id = uuid.uuid4().hex
         plan, cost = self._plan(job, spec, unit=unit, k=k, image=image)
         entry_id = None
@@ -183,6 +210,14 @@ class TrainingService:
             cancel_requested=False,
             ledger_entry_id=entry_id,
         )
+        if self.queue is not None:
+            try:
+                self.queue.enqueue(job_id)
+            except Exception:  # noqa: BLE001 - charged, recorded, not queued: it ends failed, charge kept
+                log.exception("training job %s could not be enqueued", job_id)
+                self._finish(job_id, status=st.FAILED, error=st.NOT_QUEUED)
+                return {"job_id": job_id, "cost": _cost_json(cost), "status": st.FAILED}
+            return {"job_id": job_id, "cost": _cost_json(cost), "status": st.QUEUED}
         with self._lock:
             self._cancel[job_id] = threading.Event()
             self._futures[job_id] = self._pool.submit(self._run, job_id)
@@ -194,6 +229,7 @@ class TrainingService:
 
     def jobs(self, analyst: str, *, is_admin: bool = False, limit: int = 100) -> list[dict[str, Any]]:
         """The caller's jobs (an administrator's: every analyst's), newest first, as `status` shows them."""
+        self.reap_lost()
         return [cards.status_json(rec, is_admin=is_admin) for rec in self.store.list_jobs(None if is_admin else analyst, limit=limit)]
 
     def models(self, analyst: str, *, is_admin: bool = False, limit: int = 100) -> list[dict[str, Any]]:
@@ -283,11 +319,19 @@ class TrainingService:
         return path
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Block until the job's run has ended (tests, CLI); returns its status (administrator view)."""
+        """Block until the job's run has ended (tests, CLI); returns its status (administrator view).
+        With a queue, polls the store until the job is final (TimeoutError after `timeout` seconds)."""
         with self._lock:
             future = self._futures.get(job_id)
         if future is not None:
             future.result(timeout=timeout)
+        elif self.queue is not None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while (rec := self.store.get_job(job_id)) is not None and rec["status"] in st.ACTIVE:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"training job {job_id} is still {rec['status']}")
+                time.sleep(0.1)
+                self.reap_lost()
         rec = self.store.get_job(job_id)
         if rec is None:
             raise NotFound("no such training job")
@@ -311,6 +355,62 @@ class TrainingService:
                 )  # fmt: skip
         self.store.close()
 
+    # -- the queue: workers, leases, lost workers -------------------------------------------------------
+
+    def run_queued(self, job_id: str) -> bool:
+        """Worker side: run a queued job if this process wins its claim (queued -> running, with a lease
+        in the same transaction); otherwise — taken before, cancelled, ended, unknown — do nothing. The
+        lease is beaten every `heartbeat_s` seconds; a cancel (or the job judged lost) stops the run at
+        its next step. True if this call ran the job."""
+        from .queue import Heartbeat, worker_name
+
+        if self.queue is None:
+            raise RuntimeError("run_queued is for a service with a job queue")
+        self.reap_lost()
+        if self._stopping or not isinstance(job_id, str) or len(job_id) > 32:
+            return False
+        me = worker_name()
+        if not self.store.claim(job_id, worker=me):
+            log.warning("training job %s not run: already taken, cancelled, ended or unknown", job_id)
+            return False
+        event = threading.Event()
+        with self._lock:
+            self._cancel[job_id] = event
+        if self._stopping:
+            event.set()
+        beat = Heartbeat(self.store, job_id, me, event, interval=self.heartbeat_s).start()
+        try:
+            rec = self.store.get_job(job_id)
+            assert rec is not None  # claimed just now; job records are never deleted
+            self._run_claimed(job_id, rec, event.is_set)
+        finally:
+            beat.stop()
+            with self._lock:
+                self._cancel.pop(job_id, None)
+        return True
+
+    def reap_lost(self, *, force: bool = False) -> int:
+        """With a queue: mark failed every running job whose worker's lease is stale (`JobStore.fail_lost`;
+        charges kept, never re-run). Cheap, and throttled to once a second per process unless `force`."""
+        if self.queue is None:
+            return 0
+        now = time.monotonic()
+        if not force and now - self._last_reap < 1.0:
+            return 0
+        self._last_reap = now
+        lost = self.store.fail_lost(timedelta(seconds=self.lost_after_s))
+        if lost:
+            log.warning("marked %d training job(s) failed: their worker stopped beating (worker_lost)", lost)
+        return lost
+
+    def stop_running(self) -> None:
+        """A worker's warm shutdown: running jobs stop at their next step and end failed (interrupted)."""
+        self._stopping = True
+        with self._lock:
+            events = list(self._cancel.values())
+        for e in events:
+            e.set()
+
     def __enter__(self) -> TrainingService:
         return self
 
@@ -327,6 +427,7 @@ class TrainingService:
             yield
             return
         jobs = st.jobs
+        self.reap_lost()
         with self._quota_lock:
             with self.store.engine.begin() as conn:
                 active = conn.execute(
@@ -504,6 +605,7 @@ class TrainingService:
     # -- reads with ownership ----------------------------------------------------------------------------
 
     def _own_job(self, analyst: str, job_id: Any, *, is_admin: bool) -> dict[str, Any]:
+        self.reap_lost()
         rec = self.store.get_job(job_id) if isinstance(job_id, str) and len(job_id) <= 32 else None
         if rec is None or (not is_admin and rec["analyst"] != analyst):
             raise NotFound("no such training job")
@@ -527,13 +629,23 @@ class TrainingService:
         if event.is_set() or rec["cancel_requested"] or rec["status"] != st.QUEUED:
             self._finish_stopped(job_id)
             return
-        if not self.store.update_job(
-            job_id, only_if_status=(st.QUEUED,), status=st.RUNNING, started_at=self.store.now()
-        ):
-            return
+        try:
+            if not self.store.update_job(
+                job_id, only_if_status=(st.QUEUED,), status=st.RUNNING, started_at=self.store.now()
+            ):
+                return
+            self._run_claimed(job_id, rec, event.is_set)
+        finally:
+            with self._lock:
+                self._cancel.pop(job_id, None)
+                if not self._stopping:
+                    self._futures.pop(job_id, None)  # its record says all; `wait` reads that
+
+    def _run_claimed(self, job_id: str, rec: dict[str, Any], stopped: Callable[[], bool]) -> None:
+        """Run a job this process has flipped to running, and end its record (whichever way it ends)."""
         progress = runner.Progress(self.store, job_id)
         try:
-            result = self._execute(job_id, rec, progress, event.is_set)
+            self._execute(job_id, rec, progress, stopped)
         except runner.Stop:
             self._finish_stopped(job_id)
         except TrainingError as exc:
@@ -541,17 +653,10 @@ class TrainingService:
         except Exception:  # noqa: BLE001 - the message may quote private data: log it, show a generic one
             log.exception("training job %s failed", job_id)
             self._finish(job_id, status=st.FAILED, error="internal error (the administrator has the details)")
-        else:
-            self._finish(job_id, status=st.SUCCEEDED, progress=1.0, **result)
-        finally:
-            with self._lock:
-                self._cancel.pop(job_id, None)
-                if not self._stopping:
-                    self._futures.pop(job_id, None)  # its record says all; `wait` reads that
 
     def _execute(
         self, job_id: str, rec: dict[str, Any], progress: runner.Progress, stopped: Callable[[], bool]
-    ) -> dict[str, Any]:
+    ) -> None:
         job = JobSpec.from_json(rec["spec"])
         plan = rec["plan"]
         charged = None
@@ -569,11 +674,18 @@ class TrainingService:
             model_id, job_id, job, rec, plan, spec, out.training, out.metrics, out.exact, self.store.now().isoformat()
         )
         self.registry.save(model_id, model=out.model, kind=out.kind, spec=spec, card=card)
-        self.store.add_model(
-            model_id=model_id, job_id=job_id, analyst=rec["analyst"], dataset=job.dataset, method=job.method
-        )
         metrics = out.metrics if out.metrics is not None else out.exact  # non-private: administrators only
-        return {"metrics": metrics, "exact_metrics": out.exact, "model_id": model_id}
+        # the job's end and its model's record in one transaction: a job cancelled or judged lost
+        # meanwhile gets no model (and its files go)
+        done = self.store.complete(
+            job_id,
+            model={"model_id": model_id, "job_id": job_id, "analyst": rec["analyst"], "dataset": job.dataset,
+                   "method": job.method},
+            status=st.SUCCEEDED, progress=1.0, metrics=metrics, exact_metrics=out.exact, model_id=model_id,
+            finished_at=self.store.now(),
+        )  # fmt: skip
+        if not done:
+            self.registry.remove(model_id)
 
     def _finish(self, job_id: str, **values: Any) -> None:
         # only a job still active: a restart elsewhere may have marked it failed meanwhile

@@ -38,11 +38,24 @@ class SplitKey:
                 return value
         self.path.parent.mkdir(parents=True, exist_ok=True)
         value = secrets.token_hex(8)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # several processes (gateway replicas, workers) may create it at once: each writes its own
+        # temporary file and links it into place, which fails if another got there first; all then
+        # read the one key that won
+        tmp = self.path.with_suffix(f".{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(value)
-        os.replace(tmp, self.path)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            current = self.path.read_text().strip()
+            if len(current) == 16:
+                return current
+            os.replace(tmp, self.path)  # not a key (a damaged file): replace it
+        finally:
+            tmp.unlink(missing_ok=True)
         return value
 
     def unit_hash(self, frame: pd.DataFrame, unit: str | None, *, salt: str = "split") -> np.ndarray:

@@ -7,15 +7,25 @@ them: the ledger's entry of a job (kind ``training``, detail ``{job_id, method}`
 was charged; the job record repeats the cost for display.
 
 A job record is written before its job runs and updated as it goes (status, progress, metrics, model id,
-error). On start, the service marks every record still ``queued`` or ``running`` as ``failed`` with the
-error "interrupted by a restart" (its charge stays): one service process owns the store.
+error). In-process (no job queue), one service process owns the store: on start it marks every record
+still ``queued`` or ``running`` as ``failed`` with the error "interrupted by a restart" (its charge stays).
+
+With a job queue (`training.queue`) the store is shared by every gateway replica and `dpgate worker`, so
+it is also what makes a job run at most once: a worker takes a job with `claim`, one compare-and-set
+(``UPDATE ... SET status='running' WHERE status='queued' AND NOT cancel_requested``) that writes the
+job's lease (``training_leases``: the worker's host:pid and its heartbeat) in the same transaction; a
+second claim of the same id — the broker delivering it again, or the id enqueued twice — updates no row
+and runs nothing. The worker beats the lease while the job runs (`beat`, which also reads the cancel
+flag); `fail_lost` marks ``failed`` (`WORKER_LOST`) every running job whose lease has gone stale, and
+nothing ever sets a job back to ``queued``: a job whose worker died is never run again. Staleness is
+judged on the clocks of the processes involved (UTC), which must agree to well within the threshold.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +37,8 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded"
 ACTIVE = (QUEUED, RUNNING)
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 INTERRUPTED = "interrupted by a restart"
+WORKER_LOST = "worker_lost: the worker running it stopped (its charge stays; the job is never run again)"
+NOT_QUEUED = "the job queue could not take the job (its charge stays; the job never ran)"
 
 metadata = sa.MetaData()
 
@@ -64,6 +76,17 @@ models = sa.Table(
     sa.Column("dataset", sa.String(200), nullable=False),
     sa.Column("method", sa.String(32), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A queued job's run on a worker: written by `claim` with the status flip, beaten while it runs. One row
+# per job that ever ran on a worker (the primary key is a second guard against running it twice).
+leases = sa.Table(
+    "training_leases",
+    metadata,
+    sa.Column("job_id", sa.String(32), primary_key=True),
+    sa.Column("worker", sa.String(200), nullable=False),  # host:pid
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
 _JSON_COLUMNS = ("spec", "plan", "metrics", "exact_metrics")
@@ -133,6 +156,63 @@ class JobStore:
             )
         return int(r.rowcount)
 
+    def complete(self, job_id: str, *, model: dict[str, Any] | None = None, **values: Any) -> bool:
+        """End an active job with `values` and, in the same transaction, record its `model`; False (and
+        no model recorded) if the job is no longer active (cancelled, or marked failed meanwhile)."""
+        q = jobs.update().where(jobs.c.job_id == job_id, jobs.c.status.in_(ACTIVE))
+        with self.engine.begin() as conn:
+            if not conn.execute(q.values(**_dump(values))).rowcount:
+                return False
+            if model is not None:
+                conn.execute(models.insert().values(**model, created_at=self.now()))
+        return True
+
+    # -- leases: queued jobs run by workers ------------------------------------------------------------
+
+    def claim(self, job_id: str, *, worker: str) -> bool:
+        """Take a queued job for `worker`: queued -> running and its lease, atomically. True only for the
+        one caller that flipped it; a job taken before, cancelled or ended is never taken again."""
+        now = self.now()
+        flip = jobs.update().where(
+            jobs.c.job_id == job_id, jobs.c.status == QUEUED, jobs.c.cancel_requested == sa.false()
+        )
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(flip.values(status=RUNNING, started_at=now)).rowcount != 1:
+                    return False
+                conn.execute(leases.insert().values(job_id=job_id, worker=worker[:200], started_at=now, heartbeat_at=now))
+        except sa.exc.IntegrityError:  # a lease already there: the job ran before; the flip rolled back
+            return False
+        return True
+
+    def beat(self, job_id: str, *, worker: str) -> tuple[str | None, bool]:
+        """Renew `worker`'s lease of a job; returns the job's (status, cancel_requested)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                leases.update().where(leases.c.job_id == job_id, leases.c.worker == worker[:200]).values(heartbeat_at=self.now())
+            )
+            row = conn.execute(sa.select(jobs.c.status, jobs.c.cancel_requested).where(jobs.c.job_id == job_id)).first()
+        return (None, False) if row is None else (row[0], bool(row[1]))
+
+    def lease(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.job_id == job_id)).mappings().first()
+        return None if row is None else dict(row)
+
+    def fail_lost(self, older_than: timedelta) -> int:
+        """Mark failed (`WORKER_LOST`) every running job whose lease was last beaten before `older_than`
+        ago, or that has no lease (with a queue, only a worker runs jobs, and its claim writes one).
+        Their charges stay; nothing re-queues them. Returns how many."""
+        now = self.now()
+        stale = sa.select(leases.c.job_id).where(leases.c.heartbeat_at < now - older_than)
+        leased = sa.select(leases.c.job_id)
+        q = jobs.update().where(
+            jobs.c.status == RUNNING, sa.or_(jobs.c.job_id.in_(stale), jobs.c.job_id.not_in(leased))
+        )
+        with self.engine.begin() as conn:
+            r = conn.execute(q.values(status=FAILED, error=WORKER_LOST, finished_at=now))
+        return int(r.rowcount)
+
     def active_job_ids(self) -> list[str]:
         with self.engine.begin() as conn:
             return [r[0] for r in conn.execute(sa.select(jobs.c.job_id).where(jobs.c.status.in_(ACTIVE)))]
@@ -147,7 +227,6 @@ class JobStore:
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(models).where(models.c.model_id == model_id)).mappings().first()
         return None if row is None else dict(row)
-
 
     def list_models(self, analyst: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
         """Model records with their job's table, cost and DP metrics, newest first (`analyst`'s, or all)."""
