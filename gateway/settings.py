@@ -1,6 +1,7 @@
 """The one settings object: config.toml, then DPGATE_* environment variables. Unknown keys are refused."""
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -125,10 +126,17 @@ class Settings(BaseSettings):
     def secret_seed(self) -> str:
         """The key of the bounding hash: random once per data directory, kept beside the engine file."""
         path = self.data_dir / "bounding.key"
-        if not path.exists():
+        if not path.exists():  # created whole or not at all: processes starting together keep one key
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
-            path.chmod(0o600)
+            tmp = path.with_name(f".bounding.key.{os.getpid()}.{secrets.token_hex(4)}")
+            try:
+                tmp.write_text(secrets.token_hex(32))
+                tmp.chmod(0o600)
+                os.link(tmp, path)  # fails if another process made it first: then its key is the key
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
         return path.read_text().strip()
 
 
