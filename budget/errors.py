@@ -151,13 +151,15 @@ class UnknownAnalyst(LedgerError, LookupError):
 
 
 class UnknownDataset(LedgerError, LookupError):
-    """The dataset has no budget in the ledger (it was never registered)."""
+    """No dataset has this name: the ledger holds no budget for it (it was never registered), or the
+    catalog does not know it. The one class of `unknown_dataset`, raised by the ledger, the catalog
+    (`gateway.errors` re-exports it) and training (`training.errors`)."""
 
     code = "unknown_dataset"
     status = 404
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"dataset {name!r} has no budget in the ledger")
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"dataset {name!r} has no budget in the ledger")
         self.name = name
 
     def fields(self) -> dict[str, Any]:

@@ -332,7 +332,7 @@ class Catalog:
         try:
             return self._datasets[name.lower()]
         except KeyError:
-            raise UnknownDataset(f"unknown dataset {name!r}") from None
+            raise UnknownDataset(name, f"unknown dataset {name!r}") from None
 
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._datasets

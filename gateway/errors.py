@@ -66,9 +66,7 @@ class UnknownColumn(QueryError):
     code = "unknown_column"
 
 
-class UnknownDataset(DpgateError, LookupError):
-    code = "unknown_dataset"
-    status = 404
+from budget.errors import UnknownDataset  # noqa: E402  (the one class of unknown_dataset, with the ledger's)
 
 
 class DatasetUnavailable(DpgateError, RuntimeError):

@@ -214,7 +214,7 @@ class Refresher:
         try:
             meta = self.gateway._placed(parse_dataset(raw))  # noqa: SLF001
             have = self.gateway.catalog.get(meta.name)
-        except (DpgateError, ValueError, KeyError, TypeError):
+        except (DpgateError, LookupError, ValueError, TypeError):  # unknown_dataset is a LookupError
             return False
         if meta.name.lower() in self.unavailable:
             return False

@@ -56,11 +56,7 @@ class InvalidJob(TrainingError, ValueError):
     status = 400
 
 
-class UnknownDataset(TrainingError, LookupError):
-    """The job names a dataset the catalog does not know (404)."""
-
-    code = "unknown_dataset"
-    status = 404
+from budget.errors import UnknownDataset  # noqa: E402  (the one class of unknown_dataset)
 
 
 class NotFound(TrainingError, LookupError):

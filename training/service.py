@@ -453,7 +453,7 @@ class TrainingService:
         except LookupError:
             meta = None
         if not meta:
-            raise UnknownDataset(f"unknown dataset {name!r}", dataset=name)
+            raise UnknownDataset(name, f"unknown dataset {name!r}")
         return meta
 
     def _check_room(self, analyst: str, job: JobSpec) -> None:
@@ -648,7 +648,7 @@ class TrainingService:
             self._execute(job_id, rec, progress, stopped)
         except runner.Stop:
             self._finish_stopped(job_id)
-        except TrainingError as exc:
+        except (TrainingError, UnknownDataset) as exc:  # its dataset gone meanwhile: say so
             self._finish(job_id, status=st.FAILED, error=exc.message)
         except Exception:  # noqa: BLE001 - the message may quote private data: log it, show a generic one
             log.exception("training job %s failed", job_id)
