@@ -349,3 +349,13 @@ def test_registering_a_400_column_image_table_answers() -> None:
     gw.register(raw)  # about a second (a speed figure: bench/, not a test)
     answer = gw.query("retail", "SELECT label, COUNT(*) AS n FROM img GROUP BY label", epsilon=1)
     assert sorted(r[0] for r in answer.rows) == ["a", "b"]
+
+
+def test_unknown_dataset_is_one_class_everywhere() -> None:
+    import budget.errors
+    import training.errors
+
+    assert UnknownDataset is budget.errors.UnknownDataset is training.errors.UnknownDataset
+    with pytest.raises(LookupError) as info:  # callers may catch it as a lookup that failed
+        Catalog().get("nope")
+    assert info.value.to_dict() == {"code": "unknown_dataset", "detail": "unknown dataset 'nope'", "dataset": "nope"}  # type: ignore[attr-defined]
