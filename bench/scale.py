@@ -112,9 +112,9 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
     def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.data_dir / f"{args[0]}-{len(self.procs)}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log,
-                                start_new_session=True)  # fmt: skip
+        with open(self.data_dir / f"{args[0]}-{len(self.procs)}.log", "ab") as log:  # the child keeps its own handle
+            proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log,
+                                    start_new_session=True)  # fmt: skip
         self.procs.append(proc)
         return proc
 
@@ -224,14 +224,12 @@ def training(rows: int, n: int, clients: int, epochs: float, redis_url: str) -> 
 PARTS = {  # a part of an in-process request -> the functions whose cumulative time is that part
     "auth (key hash + lookup)": ("_principals.py", "authenticate"),
     "rate limits": ("_extension.py", "_check_request_limit"),
-    "request id reserve": ("ledger.py", "reserve"),
     "free-repeat lookup": ("ledger.py", "cached"),
     "budget precheck": ("ledger.py", "check_room"),
     "planning": ("core.py", "plan"),
     "engine + noise (release)": ("release.py", "release"),
     "  of which timing padding (sleep)": ("~", "<built-in method time.sleep>"),
     "ledger charge (one transaction, fsync)": ("ledger.py", "charge"),
-    "remaining (read)": ("ledger.py", "remaining"),
 }
 
 
