@@ -121,6 +121,7 @@ class TrainingService:
                 log.warning("marked %d training job(s) failed: interrupted by a restart", interrupted)
         else:  # shared with other replicas and workers: only jobs whose worker is gone
             self.reap_lost(force=True)
+            self.requeue_stale()
         self._pool = ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="dpgate-train")
         self._lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}
@@ -402,6 +403,24 @@ class TrainingService:
         if lost:
             log.warning("marked %d training job(s) failed: their worker stopped beating (worker_lost)", lost)
         return lost
+
+    def requeue_stale(self) -> int:
+        """With a queue, at start: put again on the queue every job queued longer than `lost_after_s`, so
+        that one whose gateway died between recording it and enqueueing it is not left queued for ever
+        (holding its quota slot). Safe whatever the queue holds: a second delivery of an id finds the job
+        claimed and does nothing (`JobStore.claim`). Returns how many were put again."""
+        if self.queue is None:
+            return 0
+        ids = self.store.queued_before(timedelta(seconds=self.lost_after_s))
+        for job_id in ids:
+            try:
+                self.queue.enqueue(job_id)
+            except Exception:  # noqa: BLE001 - the queue is away: the next start tries again
+                log.warning("could not put queued training jobs on the queue again; the next start retries")
+                return 0
+        if ids:
+            log.warning("put %d training job(s) queued for over %ss on the queue again", len(ids), self.lost_after_s)
+        return len(ids)
 
     def stop_running(self) -> None:
         """A worker's warm shutdown: running jobs stop at their next step and end failed (interrupted)."""

@@ -213,6 +213,14 @@ class JobStore:
             r = conn.execute(q.values(status=FAILED, error=WORKER_LOST, finished_at=now))
         return int(r.rowcount)
 
+    def queued_before(self, older_than: timedelta) -> list[str]:
+        """Ids of the jobs still queued (not cancelled) that were recorded more than `older_than` ago."""
+        q = sa.select(jobs.c.job_id).where(
+            jobs.c.status == QUEUED, jobs.c.cancel_requested == sa.false(), jobs.c.created_at < self.now() - older_than
+        )
+        with self.engine.begin() as conn:
+            return [r[0] for r in conn.execute(q.order_by(jobs.c.created_at))]
+
     def active_job_ids(self) -> list[str]:
         with self.engine.begin() as conn:
             return [r[0] for r in conn.execute(sa.select(jobs.c.job_id).where(jobs.c.status.in_(ACTIVE)))]

@@ -267,6 +267,23 @@ def test_claim_is_a_compare_and_set_and_a_restarted_gateway_leaves_queue_jobs_al
     assert [again.store.claim(job_id, worker="w:2"), again.store.claim(other, worker="w:2")] == [False, True]
 
 
+def test_a_job_left_queued_by_a_gateway_that_died_before_enqueueing_is_put_again_at_start(env: Env, queue_url: str) -> None:
+    gateway = _service(env, queue_url, lost_after_s=30.0)
+    job_id = gateway.start("alice", LOGREG)["job_id"]
+    fresh = gateway.start("alice", LOGREG)["job_id"]
+    gateway.queue.rq.empty()  # as if the gateway died between recording and enqueueing both
+    old = gateway.store.now() - timedelta(seconds=31)
+    gateway.store.update_job(job_id, created_at=old)  # queued for longer than lost_after_s; `fresh` is not
+    gateway.close()
+    again = _service(env, queue_url, lost_after_s=30.0)  # a replica starting
+    assert len(again.queue) == 1  # the stale one only: a fresh queued job may still be on its way
+    worker = _service(env, queue_url, reader=Reader(env.reader.frames))
+    work(worker, worker.queue, burst=True)
+    assert again.status("alice", job_id)["status"] == "succeeded"
+    assert again.status("alice", fresh)["status"] == "queued"
+    assert len(env.ledger.entries(analyst="alice")) == 2  # charged once each, at start; nothing more
+
+
 def test_settings_name_the_queue_and_the_gateway_says_where_training_runs(tmp_path: Path, queue_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     from gateway.settings import load_settings
 
