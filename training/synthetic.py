@@ -29,6 +29,11 @@ The budget, in exact Fractions (ρ₁ + ρ_sel + ρ₂ = ρ):
    noise, the exponential mechanism) at scale k / sqrt(2·ρ_round) is ρ_round-zCDP.
 3. The selected tree's d − 1 2-way marginals, ρ₂ = ρ/3, ρ₂/(d − 1) each, sensitivity k as in 1.
 
+Between 1 and 2, MST's domain compression (post-processing of the released 1-ways): in each column the
+cells whose noisy count is below 3σ₁ merge into one, and the selection and the 2-ways work on these
+compressed domains (a merged cell is expanded back at sampling, in proportion to the noisy 1-way). The
+compression reads only released values, and the sensitivities above hold for any domain.
+
 With d = 2 the only tree is data-independent and the split is ρ/2, 0, ρ/2; with d = 1, all of ρ goes
 to the one 1-way. Each measurement's scale is calibrated so OpenDP's own privacy map is ≤ its exact
 share (`mechanisms._opendp.calibrate`); shares compose sequentially (BS16 Lemma 2.3).
@@ -437,18 +442,62 @@ def _spanning_tree(
     return edges
 
 
+@dataclass(frozen=True)
+class _Compressed:
+    """MST's domain compression: the cells whose noisy 1-way count is below 3σ merge into one cell, so
+    the 2-ways are measured on fewer, fuller cells. It reads only the released 1-way (post-processing)."""
+
+    mapping: np.ndarray  # original cell -> compressed cell
+    size: int
+    counts: np.ndarray  # the 1-way on the compressed domain (noisy)
+    variance: np.ndarray  # its noise variance per compressed cell
+    within: np.ndarray  # each original cell's share of its merged cell (for expanding samples back)
+
+    @staticmethod
+    def of(y: np.ndarray, sigma: float) -> _Compressed:
+        m = len(y)
+        supported = y >= 3.0 * sigma
+        if supported.sum() >= m - 1:
+            return _Compressed(np.arange(m), m, y.astype(float), np.full(m, sigma**2), np.ones(m))
+        rare = ~supported
+        mapping = np.where(supported, np.cumsum(supported) - 1, int(supported.sum()))
+        counts_ = np.append(y[supported].astype(float), float(y[rare].sum()))
+        variance = np.append(np.full(int(supported.sum()), sigma**2), sigma**2 * rare.sum())
+        within = np.ones(m)
+        guess = np.maximum(y[rare].astype(float), 0.0)
+        within[rare] = guess / guess.sum() if guess.sum() > 0 else 1.0 / rare.sum()
+        return _Compressed(mapping, int(supported.sum()) + 1, counts_, variance, within)
+
+    def compress(self, cells: np.ndarray) -> np.ndarray:
+        return np.where(cells >= 0, self.mapping[np.maximum(cells, 0)], -1)
+
+    def expand(self, cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.size == len(self.mapping):
+            return cells
+        rare = np.flatnonzero(self.mapping == self.size - 1)
+        back = np.full(self.size, -1, dtype=np.int64)
+        kept = self.mapping != self.size - 1
+        back[self.mapping[kept]] = np.flatnonzero(kept)
+        out = back[cells]
+        merged = cells == self.size - 1
+        p = self.within[rare] / self.within[rare].sum()
+        out[merged] = rng.choice(rare, size=int(merged.sum()), p=p)
+        return out
+
+
 def _fit(
-    sizes: list[int], y1: list[np.ndarray], y2: dict[tuple[int, int], np.ndarray], s1: float, s2: float | None
+    sizes: list[int], y1: list[np.ndarray], var1: list[np.ndarray], y2: dict[tuple[int, int], np.ndarray], s2: float | None
 ) -> tuple[float, list[np.ndarray], dict[tuple[int, int], np.ndarray]]:
-    """Consistent non-negative marginals (as probabilities) and the total N̂, from the noisy counts."""
-    # total: inverse-variance average of every marginal's sum (var of a sum = σ²·cells)
-    est = [(float(v.sum()), s1**2 * len(v)) for v in y1] + [(float(v.sum()), (s2 or 1.0) ** 2 * v.size) for v in y2.values()]
+    """Consistent non-negative marginals (as probabilities) and the total N̂, from the noisy counts
+    (`var1`: each 1-way cell's noise variance; a 2-way cell's is s2²)."""
+    # total: inverse-variance average of every marginal's sum (var of a sum = Σ of its cells' variances)
+    est = [(float(v.sum()), float(var.sum())) for v, var in zip(y1, var1)] + [(float(v.sum()), (s2 or 1.0) ** 2 * v.size) for v in y2.values()]
     w = np.array([1.0 / var for _, var in est])
     total = max(float(np.dot(w, [e for e, _ in est]) / w.sum()), 1.0)
     # 1-ways: the direct measurement and each incident 2-way's margin, per cell by inverse variance
     ones = []
     for i, size in enumerate(sizes):
-        num, den = y1[i].astype(float) / s1**2, np.full(size, 1.0 / s1**2)
+        num, den = y1[i].astype(float) / var1[i], 1.0 / var1[i]
         for (a, b), t in y2.items():
             if i in (a, b):
                 table = t.reshape(sizes[a], sizes[b]).astype(float)
@@ -542,19 +591,22 @@ def synthesize(
     cells = [encode(frame, c) for c in doms]
     d = len(doms)
     y1 = [GaussianCounts(s, plan.rho_one_way / d, k).release(counts([c], [s])) for c, s in zip(cells, sizes)]
-    # the selection's reference model: the noisy 1-ways, projected, at their own noisy total
     s1 = plan.one_way_scale
+    comp = [_Compressed.of(y, s1) for y in y1]
+    cells = [cm.compress(c) for cm, c in zip(comp, cells)]
+    sizes = [cm.size for cm in comp]
+    # the selection's reference model: the noisy 1-ways, projected, at their own noisy total
     w = np.array([1.0 / (s1**2 * len(v)) for v in y1])
     total1 = max(float(np.dot(w, [v.sum() for v in y1]) / w.sum()), 1.0)
-    ref = [project_simplex(v.astype(float), total1) for v in y1]
+    ref = [project_simplex(cm.counts, total1) for cm in comp]
     edges = _spanning_tree(cells, sizes, ref, total1, plan)
     y2 = {}
     for a, b in edges:
         y2[(a, b)] = GaussianCounts(sizes[a] * sizes[b], plan.rho_two_way / (d - 1), k).release(counts([cells[a], cells[b]], [sizes[a], sizes[b]]))
-    total, p1, p2 = _fit(sizes, y1, y2, s1, plan.two_way_scale)
+    total, p1, p2 = _fit(sizes, [cm.counts for cm in comp], [cm.variance for cm in comp], y2, plan.two_way_scale)
     n_out = rows if rows is not None else max(int(round(total)), 1)
     rng = np.random.default_rng(seed)
-    sampled = _sample(n_out, sizes, p1, p2, rng)
+    sampled = [cm.expand(x, rng) for cm, x in zip(comp, _sample(n_out, sizes, p1, p2, rng))]
     out = pd.DataFrame({c.name: decode(s, c, rng) for c, s in zip(doms, sampled)})
     info = {**plan.to_json(), "cost": plan.cost, "plan": plan, "tree": [(doms[a].name, doms[b].name) for a, b in edges],
             "rows": n_out, "noisy_total": total}

@@ -19,6 +19,7 @@ from mechanisms.cost import Cost
 from training.errors import InvalidJob
 from training.synthetic import (
     GaussianCounts,
+    _Compressed,
     NoisyArgmax,
     column_domains,
     encode,
@@ -191,3 +192,15 @@ def test_rows_per_unit_are_bounded_when_the_unit_column_is_present() -> None:
     out, info = synthesize(frame, meta, epsilon=20, delta=1e-6, max_rows_per_unit=1, unit="uid", seed=0)
     assert abs(info["noisy_total"] - 1001) < 50
     assert (out["c"] == "a").mean() == pytest.approx(0.5, abs=0.06)
+
+
+def test_compression_merges_cells_below_three_sigma_and_expands_back_into_them() -> None:
+    noisy = np.array([500, 3, -4, 200, 10, 0])
+    comp = _Compressed.of(noisy, 5.0)  # 3σ = 15: cells 1, 2, 4, 5 merge
+    assert comp.size == 3 and comp.mapping.tolist() == [0, 2, 2, 1, 2, 2]
+    assert comp.counts.tolist() == [500, 200, 9] and comp.variance.tolist() == [25, 25, 100]
+    assert comp.compress(np.array([0, 1, 3, 5, -1])).tolist() == [0, 2, 1, 2, -1]
+    back = comp.expand(np.array([0, 1] + [2] * 400), np.random.default_rng(0))
+    assert back[:2].tolist() == [0, 3] and set(back[2:]) <= {1, 4, 5}  # shares 3:0:10:0 -> 1 and 4 only
+    assert set(back[2:]) == {1, 4}
+    assert _Compressed.of(np.array([100, 90, 2]), 5.0).size == 3  # one rare cell alone is not merged
