@@ -23,8 +23,8 @@ The budget, in exact Fractions (ρ₁ + ρ_sel + ρ₂ = ρ):
    ``vector_domain(atom_domain(i64))`` / ``l2_distance``), σ = k / sqrt(2·ρ₁/d), so ρ₁/d each.
 2. Selection of a spanning tree, ρ_sel = ρ/3, Kruskal-style in d − 1 rounds of ρ_sel/(d − 1): each
    round picks, among pairs joining two components, the one with the largest score
-   ``‖M_ij(D) − N̂·p̂_i ⊗ p̂_j‖₁`` (the 2-way counts against the product of the noisy 1-ways, which
-   are already public). The score moves by at most k (triangle inequality on the L1 change of M_ij), so
+   ``‖M_ij(D) − round(N̂·p̂_i ⊗ p̂_j)‖₁`` (the 2-way counts against the product of the noisy 1-ways,
+   which are already public; an integer). The score moves by at most k (triangle inequality on the L1 change of M_ij), so
    its L∞ sensitivity is k; OpenDP's ``make_noisy_max`` with ``zero_concentrated_divergence`` (Gumbel
    noise, the exponential mechanism) at scale k / sqrt(2·ρ_round) is ρ_round-zCDP.
 3. The selected tree's d − 1 2-way marginals, ρ₂ = ρ/3, ρ₂/(d − 1) each, sensitivity k as in 1.
@@ -288,18 +288,19 @@ class NoisyArgmax:
     _measurement: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        space = dp.vector_domain(dp.atom_domain(T=float, nan=False), size=self.size), dp.linf_distance(T=float)
+        # integer scores: their sensitivity is exactly k, with no floating-point rounding to argue about
+        space = dp.vector_domain(dp.atom_domain(T="i64"), size=self.size), dp.linf_distance(T="i64")
         scale, measurement = calibrate(
             lambda s: dp.m.make_noisy_max(*space, dp.zero_concentrated_divergence(), scale=s),
             self.sensitivity / math.sqrt(2.0 * float(self.rho)),
-            float(self.sensitivity),
+            self.sensitivity,
             at_most(self.rho),
         )
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "_measurement", measurement)
 
     def release(self, scores: np.ndarray) -> int:
-        return int(self._measurement([float(x) for x in scores]))
+        return int(self._measurement([int(x) for x in scores]))
 
 
 # --------------------------------------------------------------------------- the plan (public inputs only)
@@ -422,7 +423,8 @@ def _spanning_tree(
     score = {}
     for i, j in pairs:
         real = counts([cells[i], cells[j]], [sizes[i], sizes[j]])
-        score[(i, j)] = float(np.abs(real - total * np.outer(probs[i], probs[j]).ravel()).sum())
+        reference = np.rint(total * np.outer(probs[i], probs[j]).ravel()).astype(np.int64)  # public
+        score[(i, j)] = int(np.abs(real - reference).sum())
     comp = list(range(d))
 
     def find(a: int) -> int:

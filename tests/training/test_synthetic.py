@@ -163,7 +163,7 @@ def test_one_way_noise_has_the_claimed_scale() -> None:
 def test_selection_is_report_noisy_max_at_its_claimed_cost() -> None:
     mech = NoisyArgmax(4, Fraction(1, 100), 2)
     assert mech.scale == pytest.approx(2 / math.sqrt(2 * 0.01), rel=1e-9)
-    picks = [mech.release(np.array([0.0, 1e4, 0.0, 5.0])) for _ in range(20)]
+    picks = [mech.release(np.array([0, 10_000, 0, 5])) for _ in range(20)]
     assert picks == [1] * 20  # a gap of ~700 scales: never missed in practice
 
 
