@@ -122,7 +122,7 @@ def _date_seconds(value: Any) -> float:
     ts = pd.Timestamp(value)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
-    return float(ts.value) / 1e9
+    return float((ts - pd.Timestamp("1970-01-01")).total_seconds())
 
 
 def _domain(name: str, meta: Any, bins: int) -> ColumnDomain:
@@ -193,7 +193,8 @@ def encode(frame: pd.DataFrame, dom: ColumnDomain) -> np.ndarray:
         if dom.type == "date":
             ts = pd.to_datetime(col, errors="coerce", utc=True).dt.tz_localize(None)
             ok = ts.notna().to_numpy()
-            v = np.where(ok, ts.astype("int64").to_numpy() / 1e9, 0.0)
+            # seconds since the epoch, whatever the datetime unit (pandas 3 parses to microseconds)
+            v = np.where(ok, (ts - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=float, na_value=0.0), 0.0)
         else:
             v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
             ok = np.isfinite(v)

@@ -73,6 +73,7 @@ def test_unit_and_id_columns_are_not_synthesised_and_types_are_as_declared(table
     assert pd.api.types.is_datetime64_any_dtype(out["when"])
     assert out["when"].between(pd.Timestamp("2020-01-01"), pd.Timestamp("2021-01-01")).all()
     assert out["flag"].dtype == bool
+    assert out["when"].dt.quarter.nunique() == 4 and out["flag"].nunique() == 2
     assert {a for e in info["tree"] for a in e} == set(out.columns) and len(info["tree"]) == 5
 
 
@@ -100,6 +101,8 @@ def test_bin_edges_come_from_the_declared_bounds_only() -> None:
     count = next(c for c in info_a["plan"].columns if c.name == "count")
     assert count.integer_bins == tuple((v, v) for v in range(10)) and count.size == 11  # + NULL
     assert out_b["amount"].between(0, 100).all()
+    cells = encode(pd.DataFrame({"amount": [0.0, 6.24, 6.26, 50.0, 99.9, 100.0, 1e9, float("nan")]}), amount)
+    assert cells.tolist() == [0, 0, 1, 8, 15, 15, 15, -1]
 
 
 def test_domains_come_from_metadata_and_refuse_what_is_undeclared() -> None:
@@ -113,6 +116,11 @@ def test_domains_come_from_metadata_and_refuse_what_is_undeclared() -> None:
     assert wide.integer_bins[0] == (0, 124) and wide.integer_bins[-1] == (875, 999) and wide.size == 8
     cells = encode(pd.DataFrame({"n": [-5, 0, 124, 125, 999, 5000, None]}), wide)
     assert cells.tolist() == [0, 0, 0, 1, 7, 7, -1]  # clamped in; NULL in a non-nullable column: no cell
+    quarter = column_domains({"w": {"type": "date", "lower": "2020-01-01", "upper": "2021-01-01", "nullable": True}}, bins=4)[0]
+    days = ["2020-01-05", "2020-04-15", "2020-08-01", "2020-12-30", None]
+    for frame in (pd.DataFrame({"w": days}), pd.DataFrame({"w": pd.to_datetime(days)}),
+                  pd.DataFrame({"w": pd.to_datetime(days).astype("datetime64[s]")})):
+        assert encode(frame, quarter).tolist() == [0, 1, 2, 3, 4]  # any datetime unit; NULL is cell 4
 
 
 def test_budget_split_is_exact_and_converts_within_the_charge() -> None:
