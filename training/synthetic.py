@@ -78,6 +78,7 @@ __all__ = [
 DEFAULT_BINS = 16
 MIN_BINS, MAX_BINS = 2, 64
 _IPF_ROUNDS = 30
+MAX_CELLS = 4_000_000  # the largest 2-way marginal measured (public: from the declared domains)
 
 
 # --------------------------------------------------------------------------- public domains
@@ -169,6 +170,15 @@ def column_domains(meta_columns: Mapping[str, Any], *, unit: str | None = None, 
     return out
 
 
+def _key(value: Any, *, lower: bool) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)  # an int category read back as a float (a column with NULLs): 36.0 is "36"
+    text = str(value)
+    return text.lower() if lower else text
+
+
 def encode(frame: pd.DataFrame, dom: ColumnDomain) -> np.ndarray:
     """Cell index of each row (``-1``: in no cell, e.g. an undeclared category or a NULL in a non-nullable column)."""
     col = frame[dom.name]
@@ -179,7 +189,7 @@ def encode(frame: pd.DataFrame, dom: ColumnDomain) -> np.ndarray:
             lookup = {"false": 0, "true": 1, "0": 0, "1": 1}
         else:
             lookup = {str(v): i for i, v in enumerate(dom.values)}
-        keys = col.astype(object).map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).lower() if dom.type == "bool" else str(v))
+        keys = col.astype(object).map(lambda v: _key(v, lower=dom.type == "bool"))
         idx = keys.map(lambda k: lookup.get(k, -1) if k is not None else -1).to_numpy(dtype=np.int64)
     elif dom.type == "int":
         v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
@@ -367,6 +377,9 @@ def plan_cost(
     if not isinstance(max_rows_per_unit, int) or isinstance(max_rows_per_unit, bool) or max_rows_per_unit < 1:
         raise InvalidJob("max_rows_per_unit must be a positive integer", field="max_rows_per_unit")
     doms = column_domains(meta_columns, unit=unit, bins=bins)
+    widest = sorted((c.size for c in doms), reverse=True)[:2]
+    if math.prod(widest) > MAX_CELLS:
+        raise InvalidJob(f"the two widest columns have {math.prod(widest)} cells together; at most {MAX_CELLS} can be measured", field="columns")
     rho = epsilon_delta_to_rho(eps, dlt)
     if Fraction(rho_to_epsilon(rho, dlt)) > eps:  # the conversion is conservative; check it anyway
         raise AssertionError("rho converts to more than the epsilon charged")

@@ -110,6 +110,11 @@ def test_domains_come_from_metadata_and_refuse_what_is_undeclared() -> None:
         column_domains({"c": {"type": "category"}})
     with pytest.raises(InvalidJob, match="bounds"):
         column_domains({"x": {"type": "float"}})
+    many = {"type": "category", "categories": [f"c{i}" for i in range(3000)]}
+    with pytest.raises(InvalidJob, match="cells"):
+        plan_cost({"a": many, "b": many}, epsilon=1, delta=1e-6, max_rows_per_unit=1)
+    terms = column_domains({"term": {"type": "category", "categories": [36, 60]}})[0]
+    assert encode(pd.DataFrame({"term": [36, 60.0, None, "60", 37]}), terms).tolist() == [0, 1, -1, 1, -1]
     with pytest.raises(InvalidJob, match="no column"):
         column_domains({"uid": {"type": "id"}})
     wide = column_domains({"n": {"type": "int", "lower": 0, "upper": 999}}, bins=8)[0]
