@@ -2,9 +2,10 @@
 
 For every case of ``tests/privacy_audit/cases.py`` — each mechanism of ``mechanisms/`` on adversarial
 neighbours, whole queries through the gateway (their answers, and their mechanism outputs traced through
-the gateway), and positive controls (a Laplace with its sensitivity understated; one DP-SGD step with
-its noise divided by the batch size, as Tramèr et al. 2022 found in a published implementation, next to
-the correct step) — it draws outputs on D and D', computes the (1 - α) lower confidence bound ε_lb of
+the gateway), the synthesiser (``training/synthetic.py``, the count of a category only the extra unit
+holds), and positive controls (a Laplace with its sensitivity understated; one DP-SGD step with its
+noise divided by the batch size, as Tramèr et al. 2022 found in a published implementation, next to the
+correct step; a synthesiser that reads its category list from the rows) — it draws outputs on D and D', computes the (1 - α) lower confidence bound ε_lb of
 ``mechanisms.audit`` (Clopper–Pearson bounds on rejection sets chosen on one half of the samples and
 tested on the other, Bonferroni over the sets tested; both directions), and prints a Markdown table:
 
@@ -14,7 +15,8 @@ Verdicts: ``pass`` (ε_lb <= claimed ε), ``VIOLATION`` (ε_lb > claimed ε: the
 claims, at confidence 1 - α); for the broken controls ``caught`` or ``MISSED``.
 
 Run: ``.venv/bin/python bench/privacy_audit.py`` (10^6 draws per dataset for every audit, 10^5 answers
-for the query-answer audits, which cost ~0.3–1.5 ms each; about an hour on one core) or with
+for the query-answer audits, which cost ~0.3–1.5 ms each; 10^4 synthetic tables, ``--synth-samples``,
+for the synthesiser audits, ~4 ms each; about an hour on one core) or with
 ``--samples 20000 --answer-samples 2000`` for a quick look; ``--only NAME`` (substring, repeatable) to
 run some cases; ``--jobs N`` to run cases in N processes; ``--out`` for the JSON report (default
 ``bench/results/privacy_audit.json``). The exit status is 1 when a verdict is VIOLATION or MISSED.
@@ -42,6 +44,7 @@ from tests.privacy_audit.cases import ALL_CASES, Case, no_timing_padding, run  #
 DEFAULT_OUT = ROOT / "bench" / "results" / "privacy_audit.json"
 DEFAULT_SAMPLES = 1_000_000
 DEFAULT_ANSWER_SAMPLES = 100_000
+DEFAULT_SYNTH_SAMPLES = 10_000  # synthetic tables cost ~4 ms each (MST on OpenDP measurements)
 DEFAULT_ALPHA = 0.05
 
 
@@ -50,18 +53,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="draws per dataset (default 10^6)")
     p.add_argument("--answer-samples", type=int, default=DEFAULT_ANSWER_SAMPLES,
                    help="answers per dataset for the query-answer audits (default 10^5; 0 skips them)")
+    p.add_argument("--synth-samples", type=int, default=DEFAULT_SYNTH_SAMPLES,
+                   help="at most this many synthetic tables per dataset for the synthesiser audits (default 10^4; capped by --samples)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="1 - confidence of the bounds (default 0.05)")
     p.add_argument("--only", action="append", default=[], help="run the cases whose name contains this (repeatable)")
     p.add_argument("--jobs", type=int, default=1, help="cases run in this many processes (default 1)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     args = p.parse_args(argv)
-    if args.samples < 4 or args.answer_samples < 0 or not 0 < args.alpha < 1 or args.jobs < 1:
-        p.error("--samples >= 4, --answer-samples >= 0, 0 < --alpha < 1, --jobs >= 1")
+    if args.samples < 4 or args.answer_samples < 0 or args.synth_samples < 0 or not 0 < args.alpha < 1 or args.jobs < 1:
+        p.error("--samples >= 4, --answer-samples >= 0, --synth-samples >= 0, 0 < --alpha < 1, --jobs >= 1")
     return args
 
 
 def samples_for(case: Case, args: argparse.Namespace) -> int:
+    if case.note == "synthetic":
+        return min(args.samples, args.synth_samples)
     return args.answer_samples if case.note == "answers" else args.samples
 
 

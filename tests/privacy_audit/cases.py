@@ -637,7 +637,79 @@ CONTROL_CASES = [
     Case("control: DP-SGD step q=0.1, noise σC/B", "control", _dpsgd(0.1, broken=True), 5_000, expect_caught=True),
 ]
 
-ALL_CASES = MECHANISM_CASES + QUERY_CASES + TRACED_CASES + CONTROL_CASES
+
+# -- the synthesiser (training/synthetic.py) -------------------------------------------------------------
+
+SYNTH_EPSILON = 1
+SYNTH_DELTA = 1e-5
+SYNTH_K = 3  # max_rows_per_unit
+SYNTH_ROWS = 40  # rows of each synthetic table (public)
+RARE = "rare"  # a declared category that only the adversarial unit holds
+SYNTH_META: dict[str, dict[str, Any]] = {
+    "uid": {"type": "id"},
+    "cat": {"type": "category", "categories": ["a", "b", "c", RARE]},
+    "flag": {"type": "bool"},
+}
+
+
+def synth_pair() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(D, D'): 40 units of one row each over categories a, b, c; D adds one unit with 4·k rows, all of
+    the category `RARE` with flag True (bounding keeps k of them)."""
+    base = pd.DataFrame({"uid": np.arange(40), "cat": ["a"] * 20 + ["b"] * 10 + ["c"] * 10, "flag": [True, False] * 20})
+    unit = pd.DataFrame({"uid": [UNIT] * (4 * SYNTH_K), "cat": [RARE] * (4 * SYNTH_K), "flag": [True] * (4 * SYNTH_K)})
+    return pd.concat([base, unit], ignore_index=True), base
+
+
+def synthesize_categories_from_data(frame: pd.DataFrame, meta: dict[str, dict[str, Any]], **kwargs: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A BROKEN synthesiser (positive control only): each category column's domain is read from the
+    rows (``frame[col].unique()``) instead of its declared list, then MST runs as usual. A category
+    only one unit holds is in the domain exactly when that unit is in the table."""
+    from training.synthetic import synthesize
+
+    leaky = {
+        name: ({**m, "categories": sorted(str(v) for v in frame[name].dropna().unique())} if m["type"] == "category" else m)
+        for name, m in meta.items()
+    }
+    return synthesize(frame, leaky, **kwargs)
+
+
+def _synthetic(broken: bool) -> Callable[[], Neighbours]:
+    """MST on (D, D'); each output is (count of `RARE`, count of (`RARE`, True)) in one synthetic table.
+    The claim is what `plan_cost` charges for the declared columns."""
+
+    def build() -> Neighbours:
+        from training.synthetic import plan_cost, synthesize
+
+        fn = synthesize_categories_from_data if broken else synthesize
+        plan = plan_cost(SYNTH_META, epsilon=SYNTH_EPSILON, delta=SYNTH_DELTA, max_rows_per_unit=SYNTH_K, unit="uid")
+
+        def tables(frame: pd.DataFrame) -> Sampler:
+            def sample(n: int) -> np.ndarray:
+                out = np.empty((n, 2))
+                for i in range(n):
+                    synth, info = fn(frame, SYNTH_META, epsilon=SYNTH_EPSILON, delta=SYNTH_DELTA, rows=SYNTH_ROWS,
+                                     max_rows_per_unit=SYNTH_K, unit="uid")
+                    assert info["cost"] == plan.cost  # the broken variant charges the same
+                    rare = (synth["cat"] == RARE).to_numpy()
+                    out[i] = rare.sum(), (rare & synth["flag"].to_numpy(dtype=bool)).sum()
+                return out
+
+            return sample
+
+        d, d_prime = synth_pair()
+        return Neighbours(tables(d), tables(d_prime), float(plan.cost.epsilon), float(plan.cost.delta))
+
+    return build
+
+
+# "synthetic": ~4 ms a table, so the bench draws `--synth-samples` of them (not `--samples`)
+SYNTHETIC_CASES = [
+    Case("synthetic MST, unit's rare category (k=3)", "mechanism", _synthetic(False), 2_000, note="synthetic"),
+    Case("control: synthetic MST, categories read from the data", "control", _synthetic(True), 1_000,
+         expect_caught=True, note="synthetic"),
+]
+
+ALL_CASES = MECHANISM_CASES + QUERY_CASES + TRACED_CASES + CONTROL_CASES + SYNTHETIC_CASES
 
 
 @contextlib.contextmanager
