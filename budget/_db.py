@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -127,7 +125,7 @@ def _sqlite_hooks(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
-            _set_wal(cursor)
+            cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = FULL")  # a committed charge survives a power cut too
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -136,22 +134,6 @@ def _sqlite_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN DEFERRED")
-
-
-def _set_wal(cursor: Any) -> None:
-    """Switch a new database file to WAL (a no-op once it is). The switch needs the file to itself, and
-    SQLite answers "database is locked" at once, without its busy timeout, while another process opening
-    the same new file holds a lock (several processes starting together): wait and try again, within the
-    busy timeout."""
-    deadline = time.monotonic() + _SQLITE_BUSY_MS / 1000
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def _pg_search_path(engine: Engine, schema: str) -> None:
