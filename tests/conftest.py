@@ -126,3 +126,15 @@ def _no_release_padding():  # type: ignore[no-untyped-def]
     _timing.configure(base_s=0)
     yield
     _timing.configure(base_s=base, scale=scale)
+
+
+@pytest.fixture
+def pg_url():  # type: ignore[no-untyped-def]
+    """A new, empty PostgreSQL database of its own for the test (dropped afterwards)."""
+    from tests.api.conftest import drop_pg_database, fresh_pg_database
+
+    url = fresh_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)

@@ -23,7 +23,7 @@ import pytest
 
 from budget import Ledger
 from gateway.client import ApiError, Client
-from tests.api.conftest import ADMIN_KEY, drop_pg_database, fresh_pg_database
+from tests.api.conftest import ADMIN_KEY
 from tests.api.test_server import ROOT, Server
 
 from . import _support as sp
@@ -63,15 +63,6 @@ class Replica(Server):
             except OSError:
                 time.sleep(0.2)
         raise TimeoutError("server did not start")
-
-
-@pytest.fixture
-def pg_url() -> Any:
-    url = fresh_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
 
 
 def start_replicas(data_dir: Path, ledger_url: str, n: int) -> list[Replica]:

@@ -24,8 +24,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -33,6 +31,8 @@ from budget import Ledger
 from training import JobFailed, TrainingService
 from training import store as st
 from training.queue import JobQueue, work
+
+from tests.reliability.test_kill9_training import _dataset  # the same 20,000-row cards table
 
 from .conftest import Env, Reader
 
@@ -319,19 +319,6 @@ def _app(data_dir: Path, ledger_url: str, job_queue: str) -> Any:
     return app
 
 
-def _dataset(tmp_path: Path) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    n = 20_000
-    amount = rng.uniform(0, 1000, n)
-    path = tmp_path / "cards.parquet"
-    pd.DataFrame({"cid": np.arange(n), "amount": amount, "big": (amount + rng.normal(0, 200, n)) > 500}).to_parquet(path)
-    return {
-        "name": "cards", "privacy_unit": "cid", "budget": {"epsilon": 100, "delta": 1e-4},
-        "tables": {"c": {"source": str(path), "max_rows_per_unit": 1, "columns": {
-            "cid": {"type": "id"}, "amount": {"type": "float", "lower": 0, "upper": 1000}, "big": {"type": "bool"}}}},
-    }  # fmt: skip
-
-
 class Deployment:
     """A gateway (Flask test client) with the queue, an analyst with a budget, and worker subprocesses."""
 
@@ -376,17 +363,6 @@ class Deployment:
                 proc.wait(10)
         self.training.close()
         self.app.extensions["dpgate"]["ledger"].close()
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    from tests.api.conftest import drop_pg_database, fresh_pg_database
-
-    url = fresh_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
 
 
 @pytest.fixture
