@@ -61,6 +61,7 @@ import pandas as pd
 from mechanisms._opendp import at_most, calibrate, dp
 from mechanisms.accounting import epsilon_delta_to_rho, rho_to_epsilon
 from mechanisms.cost import Cost, to_fraction
+from mechanisms.gaussian import Gaussian
 
 from .errors import InvalidJob
 
@@ -263,28 +264,26 @@ def counts(cells: list[np.ndarray], sizes: list[int]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GaussianCounts:
-    """A count vector of `size` cells released with OpenDP's discrete Gaussian, ρ-zCDP when one unit
-    moves it by at most `sensitivity` in L2. ``scale`` is σ, calibrated so OpenDP's map is ≤ ρ."""
+    """A count vector of `size` cells released with the project's discrete Gaussian
+    (`mechanisms.gaussian.Gaussian`, integer: OpenDP's ``make_gaussian``, its scale calibrated so OpenDP's
+    map is ≤ ρ, its draw timing-padded), ρ-zCDP when one unit moves it by at most `sensitivity` in L2.
+    ``scale`` is σ."""
 
     size: int
     rho: Fraction
     sensitivity: int
     scale: float = field(init=False)
-    _measurement: Any = field(init=False, repr=False, compare=False)
+    _mechanism: Gaussian = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        space = dp.vector_domain(dp.atom_domain(T="i64"), size=self.size), dp.l2_distance(T="i64")
-        scale, measurement = calibrate(
-            lambda s: dp.m.make_gaussian(*space, scale=s),
-            self.sensitivity / math.sqrt(2.0 * float(self.rho)),
-            self.sensitivity,
-            at_most(self.rho),
-        )
-        object.__setattr__(self, "scale", scale)
-        object.__setattr__(self, "_measurement", measurement)
+        mechanism = Gaussian(rho=self.rho, sensitivity=self.sensitivity, integer=True)
+        object.__setattr__(self, "scale", mechanism.scale)
+        object.__setattr__(self, "_mechanism", mechanism)
 
     def release(self, vector: np.ndarray) -> np.ndarray:
-        return np.asarray(self._measurement([int(x) for x in vector]), dtype=np.int64)
+        if len(vector) != self.size:
+            raise ValueError(f"expected {self.size} counts, got {len(vector)}")
+        return np.asarray(self._mechanism.release([int(x) for x in vector]), dtype=np.int64)
 
 
 @dataclass(frozen=True)
