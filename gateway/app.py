@@ -76,6 +76,8 @@ def create_app(
     if gateway is None:
         gateway = Gateway.from_settings(settings)
     gateway.set_query_timeout(settings.query_timeout_s)
+    if gateway.data_dir is None:  # built without settings (tests): its synthetic tables live in this data directory
+        gateway.data_dir = settings.data_dir
     unavailable = {**gateway.unavailable, **load_registered(gateway, ledger, settings)}
 
     metrics = Metrics()
@@ -100,13 +102,14 @@ def create_app(
     app.extensions["dpgate"]["limiter"] = install_rate_limits(app, settings)  # Resources.limiter
     app.spec_processor(_document)
 
-    from gateway.http import admin, analyst, health, training
+    from gateway.http import admin, analyst, health, synthetic, training
 
     app.register_blueprint(health.bp)
     app.register_blueprint(health.metrics_bp)
     app.register_blueprint(analyst.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(training.bp)
+    app.register_blueprint(synthetic.bp)
     from gateway.console import install_console
 
     install_console(app)  # the web console and the offline /docs (gateway/console)
@@ -117,6 +120,7 @@ def _training_service(settings: Settings, gateway: Gateway, ledger: Ledger) -> A
     """Training sees metadata as the §4 JSON shape. Without `job_queue`, jobs run in this process and read
     the bounded rows here; with it, this process charges, records and enqueues them, and `dpgate worker`
     processes run them (training/queue.py), sharing the ledger's database and the models directory."""
+    from gateway.synthetic_tables import publisher
     from training.service import TrainingService
 
     queue = None
@@ -135,6 +139,7 @@ def _training_service(settings: Settings, gateway: Gateway, ledger: Ledger) -> A
         read_table=gateway.read_bounded,
         max_active_jobs=settings.max_active_jobs_per_analyst,
         queue=queue,
+        publish=publisher(gateway, settings.data_dir),
     )
 
 

@@ -160,6 +160,22 @@ class ImageMeta(BaseModel):
 EngineName = Literal["duckdb", "postgres", "spark"]
 
 
+class SyntheticMeta(BaseModel):
+    """Where a synthetic table came from (`TableMeta.synthetic`): the private table it copies, the job
+    that made it and what that job was charged. Public, shown with the schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = Field(pattern=r"^[0-9a-f]{1,32}$")
+    source_table: str
+    method: str = "mst"
+    epsilon: str
+    delta: str
+    rows: int = Field(ge=0)
+    analyst: str | None = None
+    created_at: str | None = None
+
+
 class TableMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -169,10 +185,14 @@ class TableMeta(BaseModel):
     public: bool = False
     bounding: Literal["registration", "per_query"] = "registration"
     image: ImageMeta | None = None
+    # a private synthetic copy of another table (`gateway.synthetic_tables`): public by construction
+    synthetic: SyntheticMeta | None = None
     columns: dict[str, ColumnMeta]
 
     @model_validator(mode="after")
     def _image_columns(self) -> TableMeta:
+        if self.synthetic is not None and not self.public:
+            raise ValueError("a synthetic table is public")
         if self.image is None:
             return self
         lowered = {name.lower(): meta for name, meta in self.columns.items()}
@@ -303,9 +323,28 @@ class DatasetMeta(BaseModel):
 
     def fingerprint(self) -> str:
         """A digest of the metadata: part of a dataset version. `share_repeats` is not: it says who may
-        reuse an answer, not what the data or its bounds are (its two settings key their repeats apart)."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"share_repeats"}), sort_keys=True).encode()
+        reuse an answer, not what the data or its bounds are (its two settings key their repeats apart).
+        Nor are the synthetic tables: adding one (a public table, answered exactly) leaves the private
+        tables' versions, and so their free repeats, as they were."""
+        blob = json.dumps(self.without_synthetic().model_dump(mode="json", exclude={"share_repeats"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+    def synthetic_tables(self) -> list[str]:
+        return [name for name, t in self.tables.items() if t.synthetic is not None]
+
+    def without_synthetic(self) -> DatasetMeta:
+        """The definition as registered: its synthetic tables (kept apart, under the data directory) left out."""
+        if not self.synthetic_tables():
+            return self
+        return self.model_copy(update={"tables": {n: t for n, t in self.tables.items() if t.synthetic is None}})
+
+    def with_tables(self, extra: dict[str, TableMeta]) -> DatasetMeta:
+        """This definition with `extra` tables added (the synthetic ones); a name it already has is kept as it is."""
+        have = {n.lower() for n in self.tables}
+        added = {n: t for n, t in extra.items() if n.lower() not in have}
+        if not added:
+            return self
+        return self.model_copy(update={"tables": {**self.tables, **added}})
 
 
 def parse_dataset(raw: dict[str, Any]) -> DatasetMeta:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from gateway.catalog import Catalog, DatasetMeta, parse_dataset
@@ -54,6 +55,8 @@ class Gateway:
 
     def __init__(self, engine: Engine | None = None, *, settings: Settings | None = None) -> None:
         self._settings = settings
+        # where synthetic tables are kept (`gateway.synthetic_tables`); the app sets it for a gateway built without settings
+        self.data_dir: Path | None = settings.data_dir if settings is not None else None
         self.engines: dict[str, Engine] = {}
         if engine is not None:
             self.engines[engine.name] = engine
@@ -123,14 +126,25 @@ class Gateway:
         return meta
 
     def register(self, raw: dict[str, Any] | DatasetMeta) -> DatasetMeta:
+        """Register a dataset (again): load and bound its tables and add it to the catalog. Its synthetic
+        tables (`gateway.synthetic_tables`, under the data directory) are added to the definition; the
+        version is the other tables' (a synthetic table changes no private table's version)."""
         meta = self._placed(raw if isinstance(raw, DatasetMeta) else parse_dataset(raw))
+        if self.data_dir is not None:
+            from gateway.synthetic_tables import stored_tables
+
+            meta = meta.with_tables(stored_tables(self.data_dir, meta.name))
+        synthetic = set(meta.synthetic_tables())
         by_engine: dict[str, list[str]] = {}
         for name in meta.tables:
-            by_engine.setdefault(meta.engine_of(name), []).append(name)
+            if name not in synthetic:
+                by_engine.setdefault(meta.engine_of(name), []).append(name)
         versions = []
         with self._registering():
             for name, tables in sorted(by_engine.items()):
                 versions.append([name, self.engine_named(name).register(meta, tables)])
+            if synthetic:
+                self.engine_named("duckdb").register(meta, sorted(synthetic))
         self.versions[meta.name.lower()] = versions[0][1] if len(versions) == 1 else _digest(versions)
         self.catalog.add(meta)
         return meta

@@ -40,6 +40,7 @@ STATUS_BY_CODE: Mapping[str, int] = MappingProxyType({
     "not_found": 404,
     "method_not_allowed": 405,
     "request_in_progress": 409,
+    "not_ready": 409,  # a synthetic job's rows before it has succeeded
     "request_too_large": 413,
     "target_unreachable": 422,  # the target is not met even at the largest ε
     "rate_limited": 429,

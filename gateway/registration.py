@@ -30,7 +30,7 @@ def dataset_store(settings: Settings) -> Path:
 
 def dataset_definition(gateway: Gateway, meta: DatasetMeta) -> dict[str, Any]:
     """What the audit log records of a dataset's registration: its metadata and its data's version."""
-    return {"version": gateway.version(meta.name), **meta.model_dump(mode="json")}
+    return {"version": gateway.version(meta.name), **meta.without_synthetic().model_dump(mode="json")}
 
 
 def record(gateway: Gateway, ledger: Ledger, meta: DatasetMeta, *, actor: str) -> None:
@@ -72,6 +72,6 @@ def register(
     store = dataset_store(settings)
     store.mkdir(parents=True, exist_ok=True)
     tmp = store / f".{meta.name.lower()}.json.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # replicas may write the same name at once
-    tmp.write_text(json.dumps(meta.model_dump(mode="json"), indent=2))
+    tmp.write_text(json.dumps(meta.without_synthetic().model_dump(mode="json"), indent=2))  # its synthetic tables are kept apart
     os.replace(tmp, store / f"{meta.name.lower()}.json")
     return meta

@@ -16,7 +16,9 @@ ledger and one data directory. Two things keep them in step without talking to e
   hook before each request, and registers again each file whose (inode, size, mtime) changed; with
   DuckDB that only attaches the version files the registering process wrote. A refresh never waits: if
   another thread of the process is refreshing, or another process holds the registration lock, the
-  request goes on and the next one refreshes.
+  request goes on and the next one refreshes. The synthetic tables a job adds to a dataset
+  (`gateway.synthetic_tables`, one JSON file each under `<data_dir>/synthetic/<dataset>/`) are watched
+  the same way: a dataset with a new one is registered again with it.
 
 Budgets need no such step: every charge is one transaction in the shared ledger.
 """
@@ -158,6 +160,7 @@ class Refresher:
         self.store = self.data_dir / "datasets"
         self.every_s = every_ms / 1000
         self._seen: dict[str, Stamp] = {}
+        self._seen_synthetic: dict[str, dict[str, Stamp]] = {}
         self._first = True
         self._next = 0.0
         self._busy = threading.Lock()
@@ -175,11 +178,17 @@ class Refresher:
             self._busy.release()
 
     def refresh(self) -> list[str]:
-        """Register each stored dataset whose file changed; returns the names registered."""
+        """Register each stored dataset whose file changed, and each dataset that got a synthetic table
+        (`gateway.synthetic_tables`); returns the names registered."""
         stamps = _stamps(self.store)
         changed = [name for name, st in sorted(stamps.items()) if self._seen.get(name) != st]
+        synthetic = self._synthetic_changes()
+        if synthetic:
+            changed_names = {n.lower() for n in self._register_synthetic(synthetic)}
+        else:
+            changed_names = set()
         if not changed:
-            return []
+            return sorted(changed_names)
         done: list[str] = []
         with try_register_lock(self.data_dir) as held:
             if not held:  # another process is registering: its file (or the next change) is seen next time
@@ -205,6 +214,46 @@ class Refresher:
                     log.info("dataset_refreshed", dataset=meta.name, version=self.gateway.version(meta.name))
                 self._seen[name] = stamps[name]
         self._first = False
+        return done + sorted(n for n in changed_names if n not in {d.lower() for d in done})
+
+    def _synthetic_changes(self) -> dict[str, dict[str, Stamp]]:
+        """Per dataset directory under `<data_dir>/synthetic`, the stamps of its tables' JSON files, where they changed."""
+        from gateway.synthetic_tables import root
+
+        out: dict[str, dict[str, Stamp]] = {}
+        try:
+            dirs = [e for e in os.scandir(root(self.data_dir)) if e.is_dir() and not e.name.startswith(".")]
+        except FileNotFoundError:
+            return out
+        for entry in dirs:
+            stamps = _stamps(Path(entry.path))
+            if stamps != self._seen_synthetic.get(entry.name, {}):
+                out[entry.name] = stamps
+        return out
+
+    def _register_synthetic(self, changes: dict[str, dict[str, Stamp]]) -> list[str]:
+        """Register again, with their new synthetic tables, the datasets this process serves."""
+        done: list[str] = []
+        with try_register_lock(self.data_dir) as held:
+            if not held:
+                return done
+            for dataset, stamps in sorted(changes.items()):
+                try:
+                    meta = self.gateway.catalog.get(dataset)
+                except LookupError:  # not served here (yet): registered with its tables when it is
+                    self._seen_synthetic[dataset] = stamps
+                    continue
+                if {f"{t.lower()}.json" for t in meta.synthetic_tables()} == set(stamps):
+                    self._seen_synthetic[dataset] = stamps  # served already (synthetic tables never change)
+                    continue
+                try:
+                    meta = self.gateway.register(meta.without_synthetic())
+                except (DpgateError, ValueError, OSError) as exc:
+                    log.error("synthetic_refresh_failed", dataset=dataset, error_type=type(exc).__name__)
+                    continue  # tried again next time
+                self._seen_synthetic[dataset] = stamps
+                done.append(meta.name)
+                log.info("synthetic_tables_refreshed", dataset=meta.name, tables=len(meta.synthetic_tables()))
         return done
 
     def _known(self, raw: Any) -> bool:
@@ -218,7 +267,7 @@ class Refresher:
             return False
         if meta.name.lower() in self.unavailable:
             return False
-        return bool(have.model_dump(mode="json") == meta.model_dump(mode="json"))
+        return bool(have.without_synthetic().model_dump(mode="json") == meta.model_dump(mode="json"))
 
 
 def install_refresh(app: Any, settings: Any) -> Refresher:

@@ -324,6 +324,52 @@ class LedgerOut(BaseModel):
     entries: list[LedgerEntryOut]
 
 
+class SyntheticJobIn(_In):
+    """A private synthetic copy of a table (MST over public domains), charged exactly (ε, δ) before it runs.
+    The result is a public table of the same dataset (free to query) and a CSV / Parquet download."""
+
+    dataset: str = Field(max_length=64)
+    table: str = Field(max_length=64)
+    columns: list[str] | None = Field(default=None, description="default: every declared column with a public domain "
+                                      "(declared categories or bounds), the privacy unit and id columns left out")
+    epsilon: float = Field(gt=0, le=100, allow_inf_nan=False)
+    delta: float | None = Field(default=None, gt=0, lt=0.001, allow_inf_nan=False, description="default 1e-6")
+    rows: int | None = Field(default=None, ge=1, le=1_000_000, description="default: a noisy count of the table (no extra cost)")
+
+
+class SyntheticDownloadQuery(_In):
+    format: Literal["csv", "parquet"] = "csv"
+
+
+class SyntheticJobOut(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=1)
+    cost: PrivacyOut
+    dataset: str
+    source_table: str
+    table: str = Field(description="the public table the job registers (free to query)")
+    columns: list[str]
+    rows: int | None = Field(description="once succeeded")
+    download: str | None = Field(description="once succeeded: CSV, or Parquet with ?format=parquet")
+    plan: dict[str, Any] | None = None
+    skipped: dict[str, str] | None = Field(default=None, description="declared columns without a public domain, and why")
+    created_at: str | None = None
+    error: str | None = None
+    analyst: str | None = Field(default=None, description="administrators only")
+
+
+class SyntheticJobsOut(BaseModel):
+    jobs: list[SyntheticJobOut]
+
+
+class SyntheticAcceptedOut(BaseModel):
+    job_id: str
+    cost: PrivacyOut
+    status: str
+    table: str
+
+
 class JobAcceptedOut(BaseModel):
     job_id: str
     cost: PrivacyOut | None

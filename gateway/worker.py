@@ -85,6 +85,7 @@ class WorkerCatalog:
 
 def build_service(settings: Settings, *, heartbeat_s: float = 2.0) -> Any:
     """The worker's `TrainingService`: the gateway's store, models and keys; this process's engines."""
+    from gateway.synthetic_tables import publisher
     from training.queue import JobQueue
     from training.service import TrainingService
 
@@ -99,6 +100,7 @@ def build_service(settings: Settings, *, heartbeat_s: float = 2.0) -> Any:
         read_table=catalog.read,
         queue=JobQueue(settings.job_queue),
         heartbeat_s=heartbeat_s,
+        publish=publisher(catalog.gateway, settings.data_dir),
     )
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidJob",
     "JobFailed",
     "NotFound",
+    "NotReady",
     "TrainingError",
     "UnknownDataset",
 ]
@@ -64,6 +65,13 @@ class NotFound(TrainingError, LookupError):
 
     code = "not_found"
     status = 404
+
+
+class NotReady(TrainingError, RuntimeError):
+    """What was asked for does not exist yet: a synthetic job's rows before it has succeeded (409)."""
+
+    code = "not_ready"
+    status = 409
 
 
 class Forbidden(TrainingError, PermissionError):

@@ -35,6 +35,7 @@ catalog as plain dicts (`datasets`) and the bounded private rows (`read_table`).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -55,9 +56,9 @@ import sqlalchemy as sa
 from budget import BudgetExhausted, Ledger
 from mechanisms import Cost, LaplaceCount
 
-from . import cards, models, runner
+from . import cards, models, runner, synthetic_jobs
 from . import store as st
-from .errors import Forbidden, InvalidJob, JobFailed, NotFound, TrainingError, UnknownDataset
+from .errors import Forbidden, InvalidJob, JobFailed, NotFound, NotReady, TrainingError, UnknownDataset
 from .features import FeatureSpec, build_spec
 from .jobs import JobSpec, float_down, parse_job
 from .registry import ModelRegistry
@@ -68,6 +69,8 @@ __all__ = ["TrainingQuota", "TrainingService"]
 log = logging.getLogger(__name__)
 
 ReadTable = Callable[[str, str, list[str]], pd.DataFrame]
+#: (dataset, table name, rows, declared columns, provenance) -> None: writes and registers a synthetic table
+Publish = Callable[[str, str, pd.DataFrame, dict[str, Any], dict[str, Any]], None]
 _UNIT_DECIMALS = 10**12  # the ledger's ε unit: charges are multiples of 1e-12
 
 
@@ -95,11 +98,15 @@ class TrainingService:
         queue: Any | None = None,
         heartbeat_s: float = 2.0,
         lost_after_s: float = 60.0,
+        publish: Publish | None = None,
     ) -> None:
         """`queue`: a `training.queue.JobQueue` (jobs run on `dpgate worker`s) or None (in-process).
         `heartbeat_s`: how often a worker beats a running job's lease and reads its cancel flag;
-        `lost_after_s`: a running job whose lease is older is marked failed (its worker is gone)."""
+        `lost_after_s`: a running job whose lease is older is marked failed (its worker is gone).
+        `publish`: registers a synthetic job's table as a public table of its dataset (the gateway's
+        `gateway.synthetic_tables`); without it, synthetic jobs are refused before anything is charged."""
         self.data_dir = Path(data_dir)
+        self._publish = publish
         self.queue = queue
         self.heartbeat_s = float(heartbeat_s)
         self.lost_after_s = float(lost_after_s)
@@ -178,12 +185,7 @@ class TrainingService:
                 raise InvalidJob(f"the public table lacks the feature column {lacking[0]!r}", field="public_table")
         if job.method != "nonprivate":
             self._check_room(analyst, job)
-        if self.queue is not None:
-            try:
-                self.queue.ping()
-            except Exception:  # noqa: BLE001 - any broker failure: refuse before the charge
-                log.warning("training job queue unreachable", exc_info=True)
-                raise JobFailed("the training job queue is unreachable; nothing was charged") from None
+        self._ping_queue()
         job_id = uuid.uuid4().hex
         plan, cost = self._plan(job, spec, unit=unit, k=k, image=image)
         entry_id = None
@@ -211,27 +213,17 @@ class TrainingService:
             cancel_requested=False,
             ledger_entry_id=entry_id,
         )
-        if self.queue is not None:
-            try:
-                self.queue.enqueue(job_id)
-            except Exception:  # noqa: BLE001 - charged, recorded, not queued: it ends failed, charge kept
-                log.exception("training job %s could not be enqueued", job_id)
-                self._finish(job_id, status=st.FAILED, error=st.NOT_QUEUED)
-                return {"job_id": job_id, "cost": _cost_json(cost), "status": st.FAILED}
-            return {"job_id": job_id, "cost": _cost_json(cost), "status": st.QUEUED}
-        with self._lock:
-            self._cancel[job_id] = threading.Event()
-            self._futures[job_id] = self._pool.submit(self._run, job_id)
-        return {"job_id": job_id, "cost": _cost_json(cost), "status": st.QUEUED}
+        return {"job_id": job_id, "cost": _cost_json(cost), "status": self._submit(job_id)}
 
     def status(self, analyst: str, job_id: str, *, is_admin: bool = False) -> dict[str, Any]:
         """``{job_id, status, progress, cost, metrics, model_id, error?}`` of the caller's own job."""
-        return cards.status_json(self._own_job(analyst, job_id, is_admin=is_admin), is_admin=is_admin)
+        return cards.status_json(self._own_job(analyst, job_id, is_admin=is_admin, synthetic=False), is_admin=is_admin)
 
     def jobs(self, analyst: str, *, is_admin: bool = False, limit: int = 100) -> list[dict[str, Any]]:
         """The caller's jobs (an administrator's: every analyst's), newest first, as `status` shows them."""
         self.reap_lost()
-        return [cards.status_json(rec, is_admin=is_admin) for rec in self.store.list_jobs(None if is_admin else analyst, limit=limit)]
+        recs = self.store.list_jobs(None if is_admin else analyst, limit=limit, exclude_method=synthetic_jobs.METHOD)
+        return [cards.status_json(rec, is_admin=is_admin) for rec in recs]
 
     def models(self, analyst: str, *, is_admin: bool = False, limit: int = 100) -> list[dict[str, Any]]:
         """The caller's models (an administrator's: every analyst's), newest first: ``{model_id, job_id,
@@ -249,10 +241,10 @@ class TrainingService:
             out.append(item)
         return out
 
-    def cancel(self, analyst: str, job_id: str, *, is_admin: bool = False) -> dict[str, Any]:
+    def cancel(self, analyst: str, job_id: str, *, is_admin: bool = False, synthetic: bool = False) -> dict[str, Any]:
         """Ask a job to stop (a queued job never starts; a running one stops at its next step). The charge
         stays. A finished job is left as it is. Returns its status."""
-        rec = self._own_job(analyst, job_id, is_admin=is_admin)
+        rec = self._own_job(analyst, job_id, is_admin=is_admin, synthetic=synthetic)
         if rec["status"] in st.ACTIVE:
             self.store.update_job(job_id, cancel_requested=True)
             with self._lock:
@@ -262,6 +254,8 @@ class TrainingService:
             self.store.update_job(
                 job_id, only_if_status=(st.QUEUED,), status=st.CANCELLED, finished_at=self.store.now()
             )
+        if synthetic:
+            return self.synthetic_status(analyst, job_id, is_admin=is_admin)
         return self.status(analyst, job_id, is_admin=is_admin)
 
     def model_card(self, analyst: str, model_id: str, *, is_admin: bool = False) -> dict[str, Any]:
@@ -290,6 +284,110 @@ class TrainingService:
                 ]
             }  # fmt: skip
         return {"predictions": [{"label": label.label_of(bool(v > 0.5)), "probability": float(v)} for v in p]}
+
+    # -- synthetic jobs (training.synthetic_jobs) ----------------------------------------------------------
+
+    def start_synthetic(self, analyst: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Validate, charge and queue a synthetic job: ``{job_id, cost, status, table}``. Refusals
+        (InvalidJob, UnknownDataset, NoAllocation, BudgetExhausted, TrainingQuota) come before any charge."""
+        with self._job_slot(analyst):
+            if self._stopping:
+                raise JobFailed("the training service is shutting down")
+            spec = synthetic_jobs.parse_synthetic(body)
+            if self._publish is None:
+                raise JobFailed("this gateway cannot register synthetic tables; nothing was charged")
+            meta = self._dataset(spec.dataset)
+            job_id = uuid.uuid4().hex
+            plan, cost, _ = synthetic_jobs.plan_synthetic(spec, meta, job_id=job_id)
+            self.ledger.check_room(analyst, spec.dataset, cost)
+            self._ping_queue()
+            charge = self.ledger.charge(analyst=analyst, dataset=spec.dataset, cost=cost, kind="synthetic",
+                                        detail={"job_id": job_id, "method": "mst"})  # fmt: skip
+            self.store.create_job(
+                job_id=job_id, analyst=analyst, dataset=spec.dataset, table_name=plan["source_table"],
+                method=synthetic_jobs.METHOD, status=st.QUEUED, progress=0.0, spec=spec.to_json(),
+                cost_epsilon=str(cost.epsilon), cost_delta=str(cost.delta), plan=plan, cancel_requested=False,
+                ledger_entry_id=charge.id,
+            )  # fmt: skip
+            status = self._submit(job_id)
+            return {"job_id": job_id, "cost": _cost_json(cost), "status": status, "table": plan["output_table"]}
+
+    def synthetic_status(self, analyst: str, job_id: str, *, is_admin: bool = False) -> dict[str, Any]:
+        """``{job_id, status, progress, cost, table, download, rows, ...}`` of the caller's synthetic job."""
+        return _synthetic_json(self._own_job(analyst, job_id, is_admin=is_admin, synthetic=True), is_admin=is_admin)
+
+    def synthetic_jobs(self, analyst: str, *, is_admin: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """The caller's synthetic jobs (an administrator's: every analyst's), newest first."""
+        self.reap_lost()
+        recs = self.store.list_jobs(None if is_admin else analyst, limit=limit, method=synthetic_jobs.METHOD)
+        return [_synthetic_json(rec, is_admin=is_admin) for rec in recs]
+
+    def synthetic_rows(self, analyst: str, job_id: str, *, is_admin: bool = False) -> tuple[str, str]:
+        """(dataset, table) of a succeeded synthetic job of the caller's: the gateway serves its rows.
+        NotReady while it has not succeeded."""
+        rec = self._own_job(analyst, job_id, is_admin=is_admin, synthetic=True)
+        if rec["status"] != st.SUCCEEDED:
+            raise NotReady(f"the synthetic job is {rec['status']}: its rows exist once it has succeeded", status_now=rec["status"])
+        return rec["dataset"], rec["plan"]["output_table"]
+
+    def _execute_synthetic(self, job_id: str, rec: dict[str, Any], progress: runner.Progress, stopped: Callable[[], bool]) -> None:
+        """Run a charged synthetic job: read the bounded rows, synthesise (the plan fixed the cost), publish."""
+        from .synthetic import synthesize
+
+        assert self._publish is not None, "a synthetic job runs where a publish callback is set"
+        spec = synthetic_jobs.SyntheticSpec.from_json(rec["spec"])
+        plan = rec["plan"]
+        meta = self._dataset(spec.dataset)
+        now, cost, columns = synthetic_jobs.plan_synthetic(spec, meta, job_id=job_id)
+        if json.loads(json.dumps(now)) != plan or str(cost.epsilon) != rec["cost_epsilon"] or str(cost.delta) != rec["cost_delta"]:
+            # public metadata only: the table's declared columns or bound changed after the charge
+            raise JobFailed("the table's metadata changed since the job was charged; it was not run (its charge stays)")
+        progress.set(0.05)
+        unit = plan["unit"]
+        wanted = list(columns) + ([unit] if unit is not None else [])
+        frame = self._read_table(spec.dataset, plan["source_table"], wanted)
+        if stopped():
+            raise runner.Stop
+        progress.set(0.3)
+        rows, info = synthesize(frame, columns, epsilon=spec.epsilon, delta=spec.delta, rows=spec.rows,
+                                max_rows_per_unit=plan["k"], unit=unit)  # fmt: skip
+        if info["cost"] != cost:  # the plan charged is the one run (exact Fractions)
+            raise AssertionError("the synthesis cost differs from the charge")
+        if stopped():
+            raise runner.Stop
+        progress.set(0.8)
+        name = plan["output_table"]
+        provenance = {"job_id": job_id, "source_table": plan["source_table"], "method": "mst", "epsilon": str(cost.epsilon),
+                      "delta": str(cost.delta), "rows": len(rows), "analyst": rec["analyst"],
+                      "created_at": self.store.now().isoformat()}  # fmt: skip
+        self._publish(spec.dataset, name, rows, columns, provenance)
+        metrics = {"table": name, "rows": len(rows), "columns": list(rows.columns),
+                   "tree": [list(e) for e in info.get("tree", [])]}  # fmt: skip
+        self.store.complete(job_id, status=st.SUCCEEDED, progress=1.0, metrics=metrics, finished_at=self.store.now())
+
+    def _ping_queue(self) -> None:
+        if self.queue is None:
+            return
+        try:
+            self.queue.ping()
+        except Exception:  # noqa: BLE001 - any broker failure: refuse before the charge
+            log.warning("training job queue unreachable", exc_info=True)
+            raise JobFailed("the training job queue is unreachable; nothing was charged") from None
+
+    def _submit(self, job_id: str) -> str:
+        """Put a charged, recorded job on the queue or this process's pool; its status after that."""
+        if self.queue is not None:
+            try:
+                self.queue.enqueue(job_id)
+            except Exception:  # noqa: BLE001 - charged, recorded, not queued: it ends failed, charge kept
+                log.exception("training job %s could not be enqueued", job_id)
+                self._finish(job_id, status=st.FAILED, error=st.NOT_QUEUED)
+                return st.FAILED
+            return st.QUEUED
+        with self._lock:
+            self._cancel[job_id] = threading.Event()
+            self._futures[job_id] = self._pool.submit(self._run, job_id)
+        return st.QUEUED
 
     def audit(self, model_id: str, *, n_reference: int = 4, seed: int = 0) -> dict[str, Any]:
         """A membership-inference audit of a model (`training.auditing`; administrators only — the HTTP
@@ -623,11 +721,14 @@ class TrainingService:
 
     # -- reads with ownership ----------------------------------------------------------------------------
 
-    def _own_job(self, analyst: str, job_id: Any, *, is_admin: bool) -> dict[str, Any]:
+    def _own_job(self, analyst: str, job_id: Any, *, is_admin: bool, synthetic: bool | None = None) -> dict[str, Any]:
+        """The caller's job (`synthetic`: only a synthetic job, or only a training job; None: either)."""
         self.reap_lost()
         rec = self.store.get_job(job_id) if isinstance(job_id, str) and len(job_id) <= 32 else None
+        if rec is not None and synthetic is not None and (rec["method"] == synthetic_jobs.METHOD) != synthetic:
+            rec = None
         if rec is None or (not is_admin and rec["analyst"] != analyst):
-            raise NotFound("no such training job")
+            raise NotFound("no such synthetic job" if synthetic else "no such training job")
         return rec
 
     def _own_model(self, analyst: str, model_id: Any, *, is_admin: bool) -> dict[str, Any]:
@@ -676,6 +777,9 @@ class TrainingService:
     def _execute(
         self, job_id: str, rec: dict[str, Any], progress: runner.Progress, stopped: Callable[[], bool]
     ) -> None:
+        if rec["method"] == synthetic_jobs.METHOD:
+            self._execute_synthetic(job_id, rec, progress, stopped)
+            return
         job = JobSpec.from_json(rec["spec"])
         plan = rec["plan"]
         charged = None
@@ -736,5 +840,32 @@ def _exact(share: float) -> Fraction:
 
 def _cost_json(cost: Cost | None) -> dict[str, float] | None:
     return None if cost is None else cost.to_json()
+
+
+def _synthetic_json(rec: dict[str, Any], *, is_admin: bool) -> dict[str, Any]:
+    """A synthetic job as the API shows it; `download` once its rows exist."""
+    plan = rec["plan"] or {}
+    done = rec["status"] == st.SUCCEEDED
+    out: dict[str, Any] = {
+        "job_id": rec["job_id"],
+        "status": rec["status"],
+        "progress": float(rec["progress"]),
+        "cost": Cost(Fraction(rec["cost_epsilon"]), Fraction(rec["cost_delta"])).to_json(),
+        "dataset": rec["dataset"],
+        "source_table": rec["table_name"],
+        "table": plan.get("output_table"),
+        "columns": plan.get("columns"),
+        "rows": (rec["metrics"] or {}).get("rows") if done else None,
+        "download": f"/v1/synthetic-jobs/{rec['job_id']}/download" if done else None,
+        "plan": plan.get("synthesis"),
+        "created_at": rec["created_at"].isoformat() if rec["created_at"] else None,
+    }
+    if plan.get("skipped"):
+        out["skipped"] = plan["skipped"]
+    if rec["error"]:
+        out["error"] = rec["error"]
+    if is_admin:
+        out["analyst"] = rec["analyst"]
+    return out
 
 

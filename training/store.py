@@ -138,11 +138,18 @@ class JobStore:
         with self.engine.begin() as conn:
             return bool(conn.execute(q.values(**_dump(values))).rowcount)
 
-    def list_jobs(self, analyst: str | None = None, *, limit: int = 100) -> list[dict[str, Any]]:
-        """Job records, newest first: `analyst`'s, or everyone's where None."""
+    def list_jobs(
+        self, analyst: str | None = None, *, limit: int = 100, method: str | None = None, exclude_method: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Job records, newest first: `analyst`'s, or everyone's where None; only `method`'s, or all but
+        `exclude_method`'s (synthetic jobs share this table with training jobs)."""
         q = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.job_id).limit(limit)
         if analyst is not None:
             q = q.where(jobs.c.analyst == analyst)
+        if method is not None:
+            q = q.where(jobs.c.method == method)
+        if exclude_method is not None:
+            q = q.where(jobs.c.method != exclude_method)
         with self.engine.begin() as conn:
             return [_load(dict(r)) for r in conn.execute(q).mappings()]
 

@@ -125,6 +125,8 @@ class DuckDBEngine:
     def _source_version(self, ds: DatasetMeta, table: TableMeta) -> str:
         src = table.source
         parts: list[Any] = [LAYOUT, ds.fingerprint(), src, self._seed_digest()]
+        if table.synthetic is not None:  # not in the dataset's fingerprint: its own metadata names it
+            parts.append(table.model_dump(mode="json"))
         if _is_file(src):
             p = Path(src)
             if not p.exists():
