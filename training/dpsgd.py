@@ -218,12 +218,22 @@ def train_model(
     grad_sample_mode: str = DEFAULT_GRAD_SAMPLE_MODE,
     on_step: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    ema: float | None = None,
 ) -> int:
     """The loop behind `train_mlp` and the CNN's `train_cnn`: Adam on `criterion` (a loss with reduction
     "sum" over per-sample losses), DP-SGD when `plan` is given — Opacus' per-sample clipping and noise,
     Poisson sampling of the samples of `data` (a dataset with ``collate``) at the plan's rate — else
-    shuffled minibatches of `batch_size`. Returns the steps run; raises Cancelled between steps."""
+    shuffled minibatches of `batch_size`. Returns the steps run; raises Cancelled between steps.
+
+    `ema` (a decay in (0, 1)): the model ends with the exponential moving average of its weights over the
+    steps (decay ``min(ema, (1 + t) / (10 + t))`` at step t, so early iterates fade fast), not the last
+    iterate. The average is a function of the released iterates alone: post-processing of the DP-SGD
+    mechanism, no change to its accounting."""
+    if ema is not None and not 0.0 < ema < 1.0:
+        raise ValueError("ema must be a decay in (0, 1)")
     base = torch.optim.Adam(model.parameters(), lr=lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    averaged = [p.detach().clone() for p in params] if ema is not None else None
     if plan is not None:
         if grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise InvalidJob(f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}", field="params.grad_sample_mode")
@@ -263,6 +273,11 @@ def train_model(
                 loss.backward()
                 optimizer.step()
                 done += 1
+                if averaged is not None:
+                    decay = min(float(ema), (1.0 + done) / (10.0 + done))  # type: ignore[arg-type]
+                    with torch.no_grad():
+                        for a, p in zip(averaged, params):
+                            a.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
                 if on_step is not None:
                     on_step(done)
                 if done >= steps:
@@ -275,5 +290,9 @@ def train_model(
                 if hasattr(p, attr):
                     setattr(p, attr, None)
             p.grad = None
+    if averaged is not None and done > 0:
+        with torch.no_grad():
+            for a, p in zip(averaged, params):
+                p.copy_(a)
     model.eval()
     return done

@@ -67,40 +67,50 @@ def multiclass_dp_metrics(proba: np.ndarray, y: np.ndarray, *, epsilon: Fraction
 # -- the GAF CNN ----------------------------------------------------------------------------------------
 
 
+#: the EMA decay of DP-SGD's CNN weights (`training.dpsgd.train_model`: post-processing of the iterates)
+CNN_EMA = 0.99
+
+
 def run_cnn(
     job: JobSpec, plan: dict[str, Any], x: np.ndarray, y: np.ndarray, train: np.ndarray,
     *, on_step: Callable[[int, int], None], stopped: Callable[[], bool],
 ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-    """Train the CNN on the training rows (DP-SGD when the job is dpsgd); returns (model, training)."""
+    """Train the CNN on the training rows (DP-SGD when the job is dpsgd); returns (model, training).
+
+    The CNN is `training.vision.cnn.GafCNN` in its GroupNorm design (`DEFAULT_DESIGN`); DP-SGD ends with
+    the EMA of its weights (`CNN_EMA`), which the plan's accounting covers as post-processing."""
     from .dpsgd import DPSGDPlan
-    from .vision.cnn import GafCNN, train_cnn
+    from .vision.cnn import DEFAULT_DESIGN, GafCNN, train_cnn
 
     image, p = plan["image"], job.params
     n_classes = int(plan["n_classes"])
     imgs = images(x[train], image)  # possibly none: DP-SGD's steps are then noise only, as planned
-    model = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]))
+    model = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]), design=DEFAULT_DESIGN)
     if job.method == "dpsgd":
         m = plan["model"]
         dp: DPSGDPlan | None = DPSGDPlan(**{f: m[f] for f in DPSGDPlan.__dataclass_fields__})
         steps = int(m["steps"])
     else:
         dp, steps = None, max(1, math.ceil(p["epochs"] * len(imgs) / p["batch_size"]))
+    ema = CNN_EMA if dp is not None else None
     # ghost clipping: ~18x faster than hooks for the CNN (one image per unit), measured at batch 256
     mode = p.get("grad_sample_mode", "auto")
     mode = "ghost" if mode == "auto" else mode
     ran = train_cnn(
         model, imgs, y[train], steps=steps, lr=p["lr"], batch_size=p["batch_size"], plan=dp,
-        grad_sample_mode=mode, on_step=lambda done: on_step(done, steps), should_stop=stopped,
+        grad_sample_mode=mode, on_step=lambda done: on_step(done, steps), should_stop=stopped, ema=ema,
     )  # fmt: skip
-    training = _cnn_training(image, n_classes, p, ran)
+    training = _cnn_training(image, n_classes, p, ran, model)
     training["grad_sample_mode"] = mode if dp is not None else None
+    training["ema"] = ema
     return model, training
 
 
-def _cnn_training(image: dict[str, Any], n_classes: int, p: dict[str, Any], steps: int) -> dict[str, Any]:
+def _cnn_training(image: dict[str, Any], n_classes: int, p: dict[str, Any], steps: int, model: Any) -> dict[str, Any]:
     return {
         "architecture": "gaf_cnn",
-        "layers": "conv 3x3 x2, dense 256",
+        "design": model.design,
+        "layers": model.describe(),
         "n_classes": n_classes,
         "image": image,
         "optimizer": "adam",
@@ -164,7 +174,7 @@ def run_pate(
         "public_table": job.public_table,
     }
     if image is not None:
-        training.update(_cnn_training(image, n_classes, p, holder.get("steps", 0)))
+        training.update(_cnn_training(image, n_classes, p, holder.get("steps", 0), holder["model"]))
         training["samples"] = "public rows labelled by the teachers"
     else:
         training["hidden"] = p["hidden"]
@@ -180,10 +190,10 @@ def fit_cnn(
     ``(model, predict_proba)``."""
     import torch
 
-    from .vision.cnn import GafCNN, train_cnn
+    from .vision.cnn import DEFAULT_DESIGN, GafCNN, train_cnn
 
     torch.manual_seed(seed)
-    net = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]))
+    net = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]), design=DEFAULT_DESIGN)
     steps = max(1, math.ceil(epochs * len(xs) / batch_size))
     train_cnn(net, images(xs, image), ys, steps=steps, lr=lr, batch_size=batch_size, plan=None)
     return net, cnn_proba(net, image)
