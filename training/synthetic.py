@@ -1,4 +1,5 @@
-"""Private synthetic copies of a table: MST (McKenna, Miklau & Sheldon 2021) on OpenDP measurements.
+"""Private synthetic copies of a table: MST / AIM-style (McKenna, Miklau & Sheldon 2021; McKenna et al.
+2022) on OpenDP measurements, with a decomposable model of cliques of up to `MAX_CLIQUE` columns.
 
 Guarantee. Neighbouring tables differ by adding or removing one privacy unit, which holds at most
 ``k = max_rows_per_unit`` rows (the gateway bounds them at registration; when the unit column is in the
@@ -14,41 +15,51 @@ on equal-width edges over their declared [lower, upper] (values clamped in; an i
 nullable. No category, edge, row count or id is read from the rows; privacy-unit and id columns are not
 synthesised. The row count released is a post-processing of the noisy marginals.
 
-The budget, in exact Fractions (ρ₁ + ρ_sel + ρ₂ = ρ):
+The budget, in exact Fractions (ρ₁ + ρ_sel + ρ₂ = ρ, asserted; each share a public constant of ρ and d):
 
-1. 1-way marginals, ρ₁ = ρ/3 (split equally over the d columns). One unit moves at most k rows, and
-   each row adds 1 to one cell of a marginal, so the count vector changes by at most k in L1 and, as all
-   k rows may land in one cell, by at most k in L2 too (sqrt(k) only when they spread: we use the
-   worst case k). Each marginal gets OpenDP's discrete Gaussian (``make_gaussian`` on
+1. 1-way marginals, ρ₁ = ρ·`ONE_WAY_SHARE` (split equally over the d columns). One unit moves at most
+   k rows, and each row adds 1 to one cell of a marginal, so the count vector changes by at most k in
+   L1 and, as all k rows may land in one cell, by at most k in L2 too (sqrt(k) only when they spread: we
+   use the worst case k). Each marginal gets OpenDP's discrete Gaussian (``make_gaussian`` on
    ``vector_domain(atom_domain(i64))`` / ``l2_distance``), σ = k / sqrt(2·ρ₁/d), so ρ₁/d each.
-2. Selection of a spanning tree, ρ_sel = ρ/3, Kruskal-style in d − 1 rounds of ρ_sel/(d − 1): each
-   round picks, among pairs joining two components, the one with the largest score
-   ``‖M_ij(D) − round(N̂·p̂_i ⊗ p̂_j)‖₁`` (the 2-way counts against the product of the noisy 1-ways,
-   which are already public; an integer). The score moves by at most k (triangle inequality on the L1 change of M_ij), so
-   its L∞ sensitivity is k; OpenDP's ``make_noisy_max`` with ``zero_concentrated_divergence`` (Gumbel
-   noise, the exponential mechanism) at scale k / sqrt(2·ρ_round) is ρ_round-zCDP.
-3. The selected tree's d − 1 2-way marginals, ρ₂ = ρ/3, ρ₂/(d − 1) each, sensitivity k as in 1.
+2. d − 1 adaptive rounds. Round t first selects, at ρ_sel/(d − 1) (ρ_sel = ρ·`SELECT_SHARE`), a clique
+   C = S ∪ {v}: in round 1 any pair, later a column v not yet in the model and a separator S of 1 to
+   `MAX_CLIQUE` − 1 columns inside one clique already chosen (3+ columns only up to `MAX_CLIQUE_CELLS`
+   cells). The score is AIM's ``‖M_C(D) − round(N̂·P̂(S) ⊗ p̂_v)‖₁ − round(c·sqrt(2/π)·σ₂·|C|)``, with
+   c = `SELECT_PENALTY`: the L1 gap between the clique's counts and what the current model predicts
+   (P̂(S) and p̂_v are fitted from released values only), less the expected noise a measurement would
+   add; an integer. The reference and the penalty are public, so one unit moves the score by at most
+   k (triangle inequality on the L1 change of M_C): L∞ sensitivity k, and OpenDP's ``make_noisy_max``
+   with ``zero_concentrated_divergence`` (Gumbel noise, the exponential mechanism) at scale
+   k / sqrt(2·ρ_round) is ρ_round-zCDP. Then the round measures M_C at ρ₂/(d − 1) (ρ₂ = the rest),
+   sensitivity k in L2 as in 1 whatever the number of columns of C (each row still adds to one cell).
+   Which cliques may be chosen, and what they are fitted to, depends only on earlier released values.
 
 Between 1 and 2, MST's domain compression (post-processing of the released 1-ways): in each column the
-cells whose noisy count is below 3σ₁ merge into one, and the selection and the 2-ways work on these
-compressed domains (a merged cell is expanded back at sampling, in proportion to the noisy 1-way). The
-compression reads only released values, and the sensitivities above hold for any domain.
+cells whose noisy count is below `COMPRESS_SIGMAS`·σ₁ merge into one, and the selection and the cliques
+work on these compressed domains (a merged cell is expanded back at sampling, in proportion to the noisy
+1-way). The compression reads only released values, and the sensitivities above hold for any domain.
 
-With d = 2 the only tree is data-independent and the split is ρ/2, 0, ρ/2; with d = 1, all of ρ goes
+With d = 2 the only clique is data-independent and the split is ρ/2, 0, ρ/2; with d = 1, all of ρ goes
 to the one 1-way. Each measurement's scale is calibrated so OpenDP's own privacy map is ≤ its exact
-share (`mechanisms._opendp.calibrate`); shares compose sequentially (BS16 Lemma 2.3).
+share (`mechanisms._opendp.calibrate`); the 2d − 1 (d ≥ 3: 3d − 2) measurements compose sequentially
+and adaptively (BS16 Lemma 2.3), each at a share fixed in advance from public inputs.
 
-Fitting (post-processing, no privacy cost). Each noisy 1-way is combined, cell by cell and weighted by
-inverse variance, with the row sums of the noisy 2-ways that touch it; the total N̂ likewise from all
-marginals' sums. Each 1-way and 2-way is projected onto {x ≥ 0, Σx = N̂} (Euclidean), and each 2-way
-is rescaled (IPF) to the reconciled 1-ways, so the marginals are non-negative and consistent. The
-maximum-entropy distribution with these tree marginals is P(x) = Π_edges P(x_i, x_j) / Π_nodes
-P(x_i)^(deg − 1), sampled ancestrally from a root; a bin becomes a value drawn uniformly inside it. The
-sampling uses numpy's generator (seedable): only the measurements draw DP noise, through OpenDP.
+Fitting (post-processing, no privacy cost). The cliques, in the order chosen, form a junction tree (each
+separator lies in an earlier clique: running intersection), so the maximum-entropy distribution with
+their marginals is P(x) = P(x_root) · Π_t P(x_v | x_S) in closed form. Each noisy 1-way is combined, cell
+by cell and weighted by inverse variance, with the margins of the noisy cliques that hold it; the total
+N̂ likewise from all marginals' sums. Each clique's counts are projected onto {x ≥ 0, Σx = N̂}
+(Euclidean) and fitted (IPF) to the model's marginal on its separator and to its new column's 1-way, so
+all marginals are non-negative and consistent. Rows are sampled ancestrally, clique by clique (systematic
+counts within each group of rows sharing the separator's cells); a bin becomes a value drawn uniformly
+inside it. The sampling uses numpy's generator (seedable): only the measurements draw DP noise, through
+OpenDP.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,6 +91,12 @@ DEFAULT_BINS = 16
 MIN_BINS, MAX_BINS = 2, 64
 _IPF_ROUNDS = 30
 MAX_CELLS = 4_000_000  # the largest 2-way marginal measured (public: from the declared domains)
+MAX_CLIQUE = 3  # columns in a measured clique (a new column joins a separator of at most 2)
+MAX_CLIQUE_CELLS = 4_096  # the largest clique of 3+ columns a round may pick (on the compressed domains)
+ONE_WAY_SHARE = Fraction(1, 10)  # of ρ, for d >= 3: the 1-ways (they set the compression)
+SELECT_SHARE = Fraction(1, 10)  # of ρ, for d >= 3: the selection rounds; the clique marginals get the rest
+COMPRESS_SIGMAS = 3.0  # MST: a 1-way cell whose noisy count is below this many σ₁ merges with the other rare ones
+SELECT_PENALTY = 0.25  # a candidate's score is its L1 gain less this many expected |noise| per cell (AIM)
 
 
 # --------------------------------------------------------------------------- public domains
@@ -326,7 +343,7 @@ class SynthesisPlan:
     rho: Fraction
     rho_one_way: Fraction
     rho_select: Fraction
-    rho_two_way: Fraction
+    rho_two_way: Fraction  # the clique marginals (2-way or wider) of the d − 1 rounds
     max_rows_per_unit: int
     one_way_scale: float
     two_way_scale: float | None
@@ -336,6 +353,17 @@ class SynthesisPlan:
     def cost(self) -> Cost:
         return Cost(self.epsilon, self.delta, self.rho)
 
+    def shares(self) -> list[tuple[str, Fraction]]:
+        """Every measurement's ρ, in the order drawn: the d 1-ways, then per round its selection (d ≥ 3)
+        and its clique marginal. They add up to ρ exactly (`plan_cost` asserts it)."""
+        d = len(self.columns)
+        out = [("one_way", self.rho_one_way / d)] * d
+        for _ in range(d - 1):
+            if d >= 3:
+                out.append(("select", self.rho_select / (d - 1)))
+            out.append(("clique", self.rho_two_way / (d - 1)))
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             **self.cost.to_json(),
@@ -343,15 +371,18 @@ class SynthesisPlan:
             "max_rows_per_unit": self.max_rows_per_unit,
             "columns": {c.name: c.size for c in self.columns},
             "noise": {"one_way_sigma": self.one_way_scale, "two_way_sigma": self.two_way_scale, "select_scale": self.select_scale},
+            "max_clique": MAX_CLIQUE,
         }
 
 
 def _split(rho: Fraction, d: int) -> tuple[Fraction, Fraction, Fraction]:
+    """ρ₁ (1-ways), ρ_sel (selection), ρ₂ (clique marginals), in exact Fractions summing to ρ."""
     if d == 1:
         return rho, Fraction(0), Fraction(0)
     if d == 2:
         return rho / 2, Fraction(0), rho / 2
-    return rho / 3, rho / 3, rho - 2 * (rho / 3)
+    r1, rs = rho * ONE_WAY_SHARE, rho * SELECT_SHARE
+    return r1, rs, rho - r1 - rs
 
 
 def plan_cost(
@@ -388,12 +419,14 @@ def plan_cost(
     one = GaussianCounts(doms[0].size, r1 / d, k)
     two = GaussianCounts(1, r2 / (d - 1), k) if d >= 2 else None
     sel = NoisyArgmax(1, rs / (d - 1), k) if d >= 3 else None
-    return SynthesisPlan(
+    plan = SynthesisPlan(
         columns=tuple(doms), epsilon=eps, delta=dlt, rho=rho,
         rho_one_way=r1, rho_select=rs, rho_two_way=r2, max_rows_per_unit=k,
         one_way_scale=one.scale, two_way_scale=None if two is None else two.scale,
         select_scale=None if sel is None else sel.scale,
     )
+    assert sum((s for _, s in plan.shares()), Fraction(0)) == rho
+    return plan
 
 
 # --------------------------------------------------------------------------- fitting (post-processing)
@@ -413,50 +446,6 @@ def project_simplex(y: np.ndarray, total: float) -> np.ndarray:
     return np.maximum(y - theta, 0.0)
 
 
-def _ipf(table: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
-    t = table.copy()
-    for _ in range(_IPF_ROUNDS):
-        rs = t.sum(axis=1)
-        t *= np.divide(row, rs, out=np.zeros_like(row), where=rs > 0)[:, None]
-        cs = t.sum(axis=0)
-        t *= np.divide(col, cs, out=np.zeros_like(col), where=cs > 0)[None, :]
-    return t
-
-
-def _spanning_tree(
-    cells: list[np.ndarray], sizes: list[int], one_way: list[np.ndarray], total: float, plan: SynthesisPlan
-) -> list[tuple[int, int]]:
-    d = len(sizes)
-    if d < 2:
-        return []
-    if d == 2:
-        return [(0, 1)]
-    pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
-    probs = [p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p)) for p in one_way]
-    score = {}
-    for i, j in pairs:
-        real = counts([cells[i], cells[j]], [sizes[i], sizes[j]])
-        reference = np.rint(total * np.outer(probs[i], probs[j]).ravel()).astype(np.int64)  # public
-        score[(i, j)] = int(np.abs(real - reference).sum())
-    comp = list(range(d))
-
-    def find(a: int) -> int:
-        while comp[a] != a:
-            comp[a] = comp[comp[a]]
-            a = comp[a]
-        return a
-
-    edges: list[tuple[int, int]] = []
-    per_round = plan.rho_select / (d - 1)
-    for _ in range(d - 1):
-        candidates = [p for p in pairs if find(p[0]) != find(p[1])]
-        pick = NoisyArgmax(len(candidates), per_round, plan.max_rows_per_unit)
-        i, j = candidates[pick.release(np.array([score[p] for p in candidates]))]
-        comp[find(i)] = find(j)
-        edges.append((i, j))
-    return edges
-
-
 @dataclass(frozen=True)
 class _Compressed:
     """MST's domain compression: the cells whose noisy 1-way count is below 3σ merge into one cell, so
@@ -471,7 +460,7 @@ class _Compressed:
     @staticmethod
     def of(y: np.ndarray, sigma: float) -> _Compressed:
         m = len(y)
-        supported = y >= 3.0 * sigma
+        supported = y >= COMPRESS_SIGMAS * sigma
         if supported.sum() >= m - 1:
             return _Compressed(np.arange(m), m, y.astype(float), np.full(m, sigma**2), np.ones(m))
         rare = ~supported
@@ -500,32 +489,154 @@ class _Compressed:
         return out
 
 
-def _fit(
-    sizes: list[int], y1: list[np.ndarray], var1: list[np.ndarray], y2: dict[tuple[int, int], np.ndarray], s2: float | None
-) -> tuple[float, list[np.ndarray], dict[tuple[int, int], np.ndarray]]:
-    """Consistent non-negative marginals (as probabilities) and the total N̂, from the noisy counts
-    (`var1`: each 1-way cell's noise variance; a 2-way cell's is s2²)."""
-    # total: inverse-variance average of every marginal's sum (var of a sum = Σ of its cells' variances)
-    est = [(float(v.sum()), float(var.sum())) for v, var in zip(y1, var1)] + [(float(v.sum()), (s2 or 1.0) ** 2 * v.size) for v in y2.values()]
+def _ipf_nd(table: np.ndarray, targets: list[tuple[tuple[int, ...], np.ndarray]]) -> np.ndarray:
+    """Iterative proportional fitting of an n-way table to margins: each target is (axes kept, their table)."""
+    t = table.copy()
+    for _ in range(_IPF_ROUNDS):
+        for axes, target in targets:
+            other = tuple(a for a in range(t.ndim) if a not in axes)
+            now = t.sum(axis=other, keepdims=True)
+            want = np.expand_dims(target, other) if other else target
+            t *= np.divide(want, now, out=np.zeros_like(now), where=now > 0)
+    return t
+
+
+@dataclass
+class _Model:
+    """A decomposable model grown one column at a time: clique t is ``parents[t] + (child[t],)`` and its
+    separator ``parents[t]`` lies inside an earlier clique (or is one column already in), so the cliques
+    in order satisfy the running-intersection property and the maximum-entropy distribution with these
+    marginals is P = Π_t P(child_t | parents_t) · P(root): closed form, sampled ancestrally."""
+
+    sizes: list[int]
+    root: int = -1
+    parents: list[tuple[int, ...]] = field(default_factory=list)
+    child: list[int] = field(default_factory=list)
+    tables: list[np.ndarray] = field(default_factory=list)  # each clique's probabilities, axes parents + child
+
+    def columns(self) -> set[int]:
+        return ({self.root} if self.root >= 0 else set()) | set(self.child)
+
+    def clique(self, t: int) -> tuple[int, ...]:
+        return (*self.parents[t], self.child[t])
+
+    def separators(self, width: int) -> list[tuple[int, ...]]:
+        """Every set of at most `width` columns inside one clique (sorted, each once): where a new column may attach."""
+        out: set[tuple[int, ...]] = {(self.root,)} if self.root >= 0 else set()
+        for t in range(len(self.child)):
+            cols = sorted(self.clique(t))
+            for r in range(1, min(width, len(cols)) + 1):
+                out.update(itertools.combinations(cols, r))
+        return sorted(out)
+
+    def marginal(self, cols: tuple[int, ...], ones: list[np.ndarray]) -> np.ndarray:
+        """The model's marginal on `cols` (a single column: its 1-way; more: from a clique holding them all)."""
+        if len(cols) == 1:
+            return ones[cols[0]]
+        for t in range(len(self.child)):
+            cl = self.clique(t)
+            if set(cols) <= set(cl):
+                m = self.tables[t].sum(axis=tuple(i for i, c in enumerate(cl) if c not in cols))
+                kept = [c for c in cl if c in cols]
+                return np.transpose(m, [kept.index(c) for c in cols])
+        raise KeyError(cols)
+
+    def fit_clique(self, t: int, noisy: np.ndarray, total: float, ones: list[np.ndarray]) -> None:
+        """Clique t's table from its noisy counts: projected onto {x ≥ 0, Σx = N̂}, then fitted (IPF) to
+        the model's marginal on its separator and to the child's 1-way, so it agrees with the earlier cliques."""
+        cl = self.clique(t)
+        shape = tuple(self.sizes[c] for c in cl)
+        sep = self.marginal(self.parents[t], ones)
+        base = np.multiply.outer(sep, ones[self.child[t]])
+        table = project_simplex(noisy.astype(float), total).reshape(shape)
+        table = table + 1e-9 * total * base  # so IPF can reach every cell the margins give mass to
+        p = len(self.parents[t])
+        fitted = _ipf_nd(table, [(tuple(range(p)), total * sep), ((p,), total * ones[self.child[t]])])
+        s = fitted.sum()
+        table = fitted / s if s > 0 else base
+        if t < len(self.tables):
+            self.tables[t] = table
+        else:
+            self.tables.append(table)
+
+
+def _select_and_measure(
+    cells: list[np.ndarray], sizes: list[int], ones: list[np.ndarray], total: float, plan: SynthesisPlan
+) -> tuple[_Model, list[np.ndarray]]:
+    """The adaptive rounds (AIM-style, McKenna et al. 2022): each picks, by noisy max, a new column and
+    the separator it joins, then measures that clique's marginal; the model is refitted on released values only."""
+    d, k = len(sizes), plan.max_rows_per_unit
+    model = _Model(sizes)
+    noisy: list[np.ndarray] = []
+    if d < 2:
+        model.root = 0
+        return model, noisy
+    per_select = plan.rho_select / (d - 1)
+    per_measure = plan.rho_two_way / (d - 1)
+    sigma = plan.two_way_scale or 0.0
+    penalty = SELECT_PENALTY * math.sqrt(2.0 / math.pi) * sigma  # expected |noise| per cell (public)
+    cache: dict[tuple[tuple[int, ...], int], int] = {}
+
+    def score(sep: tuple[int, ...], v: int, reference: np.ndarray) -> int:
+        key = (sep, v)
+        if key not in cache:
+            real = counts([cells[c] for c in (*sep, v)], [sizes[c] for c in (*sep, v)])
+            cells_n = real.size
+            cache[key] = int(np.abs(real - np.rint(total * reference.ravel()).astype(np.int64)).sum()) - int(round(penalty * cells_n))
+        return cache[key]
+
+    for rnd in range(d - 1):
+        if rnd == 0:
+            candidates = [((a,), b) for a in range(d) for b in range(a + 1, d)]
+        else:
+            inside = model.columns()
+            seps = model.separators(MAX_CLIQUE - 1)
+            candidates = [
+                (s, v) for v in range(d) if v not in inside for s in seps
+                if len(s) == 1 or math.prod(sizes[c] for c in (*s, v)) <= MAX_CLIQUE_CELLS
+            ]
+        if len(candidates) == 1:
+            sep, v = candidates[0]
+        else:
+            scores = []
+            for s, v in candidates:
+                ref_sep = ones[s[0]] if rnd == 0 else model.marginal(s, ones)
+                scores.append(score(s, v, np.multiply.outer(ref_sep, ones[v])))
+            sep, v = candidates[NoisyArgmax(len(candidates), per_select, k).release(np.array(scores))]
+        if rnd == 0:
+            model.root = sep[0]
+        model.parents.append(sep)
+        model.child.append(v)
+        cl = (*sep, v)
+        shape = [sizes[c] for c in cl]
+        y = GaussianCounts(math.prod(shape), per_measure, k).release(counts([cells[c] for c in cl], shape))
+        noisy.append(y)
+        model.fit_clique(len(noisy) - 1, y, total, ones)
+    return model, noisy
+
+
+def _reconcile(
+    model: _Model, y1: list[np.ndarray], var1: list[np.ndarray], noisy: list[np.ndarray], sigma: float | None
+) -> tuple[float, list[np.ndarray]]:
+    """N̂ and the 1-ways from every measurement: each 1-way cell by inverse variance from its direct
+    measurement and the margins of the cliques holding it; N̂ from all sums. Then the cliques are refitted in order."""
+    s2 = (sigma or 1.0) ** 2
+    est = [(float(v.sum()), float(var.sum())) for v, var in zip(y1, var1)] + [(float(v.sum()), s2 * v.size) for v in noisy]
     w = np.array([1.0 / var for _, var in est])
     total = max(float(np.dot(w, [e for e, _ in est]) / w.sum()), 1.0)
-    # 1-ways: the direct measurement and each incident 2-way's margin, per cell by inverse variance
-    ones = []
-    for i, size in enumerate(sizes):
-        num, den = y1[i].astype(float) / var1[i], 1.0 / var1[i]
-        for (a, b), t in y2.items():
-            if i in (a, b):
-                table = t.reshape(sizes[a], sizes[b]).astype(float)
-                margin, other = (table.sum(axis=1), sizes[b]) if i == a else (table.sum(axis=0), sizes[a])
-                var = (s2 or 1.0) ** 2 * other
-                num, den = num + margin / var, den + 1.0 / var
-        ones.append(project_simplex(num / den, total))
-    twos = {}
-    for (a, b), t in y2.items():
-        table = project_simplex(t.astype(float), total).reshape(sizes[a], sizes[b])
-        table += 1e-9 * total * np.outer(ones[a], ones[b]) / total**2  # so IPF can reach every 1-way cell
-        twos[(a, b)] = _ipf(table, ones[a], ones[b])
-    return total, [o / total for o in ones], {e: t / t.sum() for e, t in twos.items()}
+    num = [y.astype(float) / var for y, var in zip(y1, var1)]
+    den = [1.0 / var for var in var1]
+    for t, y in enumerate(noisy):
+        cl = model.clique(t)
+        table = y.reshape([model.sizes[c] for c in cl]).astype(float)
+        for i, c in enumerate(cl):
+            margin = table.sum(axis=tuple(a for a in range(len(cl)) if a != i))
+            var = s2 * table.size / model.sizes[c]
+            num[c], den[c] = num[c] + margin / var, den[c] + 1.0 / var
+    ones = [project_simplex(n / dd, total) / total for n, dd in zip(num, den)]
+    for t, y in enumerate(noisy):
+        model.fit_clique(t, y, total, ones)
+    return total, ones
 
 
 def _systematic(n: int, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -537,37 +648,24 @@ def _systematic(n: int, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.diff(marks).astype(np.int64)
 
 
-def _sample(rows: int, sizes: list[int], p1: list[np.ndarray], p2: dict[tuple[int, int], np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """Ancestral sampling along the tree from a root: the root's cells, then each child given its
-    parent, group by group (rows sharing the parent's cell), each group's counts systematic."""
-    d = len(sizes)
-    adj: dict[int, list[int]] = {i: [] for i in range(d)}
-    for a, b in p2:
-        adj[a].append(b)
-        adj[b].append(a)
-    out: list[np.ndarray | None] = [None] * d
-    for root in range(d):
-        if out[root] is not None:
-            continue
-        out[root] = rng.permutation(np.repeat(np.arange(sizes[root]), _systematic(rows, p1[root], rng)))
-        queue = [root]
-        while queue:
-            parent = queue.pop(0)
-            pv = out[parent]
-            assert pv is not None
-            for child in adj[parent]:
-                if out[child] is not None:
-                    continue
-                joint = p2[(parent, child)] if (parent, child) in p2 else p2[(child, parent)].T
-                values = np.empty(rows, dtype=np.int64)
-                for v in range(sizes[parent]):
-                    where = np.flatnonzero(pv == v)
-                    if len(where) == 0:
-                        continue
-                    row = joint[v] if joint[v].sum() > 0 else p1[child]
-                    values[where] = rng.permutation(np.repeat(np.arange(sizes[child]), _systematic(len(where), row, rng)))
-                out[child] = values
-                queue.append(child)
+def _sample(rows: int, model: _Model, ones: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Ancestral sampling in clique order: the root's cells, then each clique's child given its parents,
+    group by group (rows sharing the parents' cells), each group's counts systematic."""
+    sizes = model.sizes
+    out: list[np.ndarray | None] = [None] * len(sizes)
+    out[model.root] = rng.permutation(np.repeat(np.arange(sizes[model.root]), _systematic(rows, ones[model.root], rng)))
+    for t, v in enumerate(model.child):
+        sep = model.parents[t]
+        cond = model.tables[t].reshape(-1, sizes[v])
+        key = np.ravel_multi_index(tuple(out[c] for c in sep), tuple(sizes[c] for c in sep))  # type: ignore[misc]
+        values = np.empty(rows, dtype=np.int64)
+        order = np.argsort(key, kind="stable")
+        groups, starts = np.unique(key[order], return_index=True)
+        for g, lo, hi in zip(groups, starts, [*starts[1:], rows]):
+            where = order[lo:hi]
+            row = cond[g] if cond[g].sum() > 0 else ones[v]
+            values[where] = rng.permutation(np.repeat(np.arange(sizes[v]), _systematic(len(where), row, rng)))
+        out[v] = values
     return [o for o in out if o is not None]
 
 
@@ -613,17 +711,15 @@ def synthesize(
     # the selection's reference model: the noisy 1-ways, projected, at their own noisy total
     w = np.array([1.0 / (s1**2 * len(v)) for v in y1])
     total1 = max(float(np.dot(w, [v.sum() for v in y1]) / w.sum()), 1.0)
-    ref = [project_simplex(cm.counts, total1) for cm in comp]
-    edges = _spanning_tree(cells, sizes, ref, total1, plan)
-    y2 = {}
-    for a, b in edges:
-        y2[(a, b)] = GaussianCounts(sizes[a] * sizes[b], plan.rho_two_way / (d - 1), k).release(counts([cells[a], cells[b]], [sizes[a], sizes[b]]))
-    total, p1, p2 = _fit(sizes, [cm.counts for cm in comp], [cm.variance for cm in comp], y2, plan.two_way_scale)
+    ref = [project_simplex(cm.counts, total1) / total1 for cm in comp]
+    model, noisy = _select_and_measure(cells, sizes, ref, total1, plan)
+    total, ones = _reconcile(model, [cm.counts for cm in comp], [cm.variance for cm in comp], noisy, plan.two_way_scale)
     n_out = rows if rows is not None else max(int(round(total)), 1)
     rng = np.random.default_rng(seed)
-    sampled = [cm.expand(x, rng) for cm, x in zip(comp, _sample(n_out, sizes, p1, p2, rng))]
+    sampled = [cm.expand(x, rng) for cm, x in zip(comp, _sample(n_out, model, ones, rng))]
     out = pd.DataFrame({c.name: decode(s, c, rng) for c, s in zip(doms, sampled)})
-    info = {**plan.to_json(), "cost": plan.cost, "plan": plan, "tree": [(doms[a].name, doms[b].name) for a, b in edges],
+    cliques = [tuple(doms[c].name for c in model.clique(t)) for t in range(len(model.child))]
+    info = {**plan.to_json(), "cost": plan.cost, "plan": plan, "tree": cliques, "cliques": cliques,
             "rows": n_out, "noisy_total": total}
     return out, info
 

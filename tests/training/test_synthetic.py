@@ -18,6 +18,10 @@ from mechanisms.accounting import rho_to_epsilon
 from mechanisms.cost import Cost
 from training.errors import InvalidJob
 from training.synthetic import (
+    MAX_CLIQUE,
+    MAX_CLIQUE_CELLS,
+    ONE_WAY_SHARE,
+    SELECT_SHARE,
     GaussianCounts,
     _Compressed,
     NoisyArgmax,
@@ -133,10 +137,13 @@ def test_budget_split_is_exact_and_converts_within_the_charge() -> None:
     d = len(plan.columns)
     assert d == 6
     assert plan.rho_one_way + plan.rho_select + plan.rho_two_way == plan.rho
-    assert plan.rho_one_way == plan.rho_select == plan.rho / 3
+    assert plan.rho_one_way == plan.rho * ONE_WAY_SHARE and plan.rho_select == plan.rho * SELECT_SHARE
+    assert plan.rho_two_way == plan.rho * (1 - ONE_WAY_SHARE - SELECT_SHARE)
     # the shares of every single measurement add back to ρ exactly
     shares = [plan.rho_one_way / d] * d + [plan.rho_select / (d - 1)] * (d - 1) + [plan.rho_two_way / (d - 1)] * (d - 1)
     assert sum(shares, Fraction(0)) == plan.rho
+    assert sorted(s for _, s in plan.shares()) == sorted(shares)  # one selection and one clique a round
+    assert [kind for kind, _ in plan.shares()] == ["one_way"] * d + ["select", "clique"] * (d - 1)
     assert Fraction(rho_to_epsilon(plan.rho, plan.delta)) <= 1
     assert plan.rho >= (math.sqrt(math.log(1e6) + 1) - math.sqrt(math.log(1e6))) ** 2  # at least the textbook ρ
     assert plan.cost == Cost(Fraction(1), Fraction(1, 10**6), plan.rho)
