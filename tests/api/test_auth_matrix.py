@@ -30,12 +30,13 @@ STABLE_CODES = {
     "invalid_sql", "unsupported_sql", "unknown_table", "unknown_column", "invalid_request", "unauthorized",
     "forbidden", "budget_exhausted", "unknown_dataset", "not_found", "request_in_progress", "rate_limited",
     "method_not_allowed", "request_too_large", "query_timeout", "training_quota", "unavailable",
-    "ledger_unavailable", "internal", "internal_error",
+    "ledger_unavailable", "internal", "internal_error", "not_ready",
 }  # fmt: skip
 PRINCIPALS = ("no_key", "bad_key", "owner", "other", "admin")
 BAD_KEY = "dpg_deadbeef_" + "x" * 43  # well formed, unknown
 QUERY = {"dataset": "bank", "sql": "SELECT COUNT(*) AS n FROM tx", "epsilon": 0.05}
 LOGREG = {"dataset": "bank", "table": "cust", "label": "segment", "positive": "private", "method": "logreg", "epsilon": 0.5}
+SYNTH = {"dataset": "bank", "table": "cust", "epsilon": 0.05, "delta": 1e-7, "rows": 50}
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class World:
     keys: dict[str, str]
     job_id: str
     model_id: str
+    synth_id: str
     csv: Path
     counter: list[int]
 
@@ -78,7 +80,7 @@ ROUTES: dict[str, Route] = {
     "admin.disable_analyst": Route("admin"),  # carl, a bystander: disabling twice is still 200
     "admin.rotate_key": Route("admin"),
     "admin.register_dataset": Route("admin", ok=201, body=lambda w: _dataset(w.csv)),
-    "admin.set_budget": Route("admin", body=lambda w: {"analyst": "bob", "dataset": "bank", "epsilon": 5}),
+    "admin.set_budget": Route("admin", body=lambda w: {"analyst": "bob", "dataset": "bank", "epsilon": 5, "delta": 1e-6}),
     "admin.ledger_entries": Route("admin"),
     "training.start_job": Route("analyst", ok=202, body=lambda w: LOGREG),
     "training.list_jobs": Route("analyst"),
@@ -89,6 +91,11 @@ ROUTES: dict[str, Route] = {
     "training.predict": Route("analyst", owned=True, body=lambda w: {"rows": [{"age": 30}]}),
     "training.audit_model": Route("admin", body=lambda w: {"n_reference": 0}),
     "training.audit_plot": Route("admin"),
+    "synthetic.start_synthetic": Route("analyst", ok=202, body=lambda w: SYNTH),
+    "synthetic.list_synthetic": Route("analyst"),
+    "synthetic.synthetic_status": Route("analyst", owned=True),
+    "synthetic.cancel_synthetic": Route("analyst", owned=True),
+    "synthetic.download_synthetic": Route("analyst", owned=True),
 }
 
 
@@ -123,7 +130,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ann = _new_analyst(api, "ann", "acme")
     bob = _new_analyst(api, "bob", None)
     _new_analyst(api, "carl", None)  # the analyst the matrix disables and rotates
-    r = api.client.put("/v1/admin/budgets", json={"analyst": "admin", "dataset": "bank", "epsilon": 5}, headers=api.admin)
+    r = api.client.put("/v1/admin/budgets", json={"analyst": "admin", "dataset": "bank", "epsilon": 5, "delta": 1e-6}, headers=api.admin)
     assert r.status_code == 200, r.json
     bearer = {name: {"Authorization": f"Bearer {key}"} for name, key in (("ann", ann), ("bob", bob))}
     r = api.client.post("/v1/training-jobs", json=LOGREG, headers=bearer["ann"])
@@ -134,6 +141,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert model_id
     r = api.client.post(f"/v1/admin/models/{model_id}/audit", json={"n_reference": 0}, headers=api.admin)
     assert r.status_code == 200, r.json  # so that the audit plots exist
+    r = api.client.post("/v1/synthetic-jobs", json=SYNTH, headers=bearer["ann"])
+    assert r.status_code == 202, r.json
+    synth_id = r.json["job_id"]
+    assert api.app.extensions["dpgate"]["training"].wait(synth_id, timeout=120)["status"] == "succeeded"
     csv = data_dir / "mini.csv"
     pd.DataFrame({"uid": [1, 2, 3], "amt": [1.0, 2.0, 3.0]}).to_csv(csv, index=False)
     headers = {
@@ -143,13 +154,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "other": bearer["bob"],
         "admin": api.admin,
     }
-    yield World(api, data_dir, headers, {"ann": ann, "bob": bob, "admin": ADMIN_KEY}, job_id, model_id, csv, [0])
+    yield World(api, data_dir, headers, {"ann": ann, "bob": bob, "admin": ADMIN_KEY}, job_id, model_id, synth_id, csv, [0])
     close(api)
 
 
 def _url(world: World, endpoint: str) -> tuple[str, str]:
     [rule] = [r for r in world.api.app.url_map.iter_rules() if r.endpoint == endpoint]
-    values = {"job_id": world.job_id, "model_id": world.model_id, "name": "roc", "filename": "nothing.txt", "analyst": "carl"}
+    values = {"job_id": world.synth_id if endpoint.startswith("synthetic.") else world.job_id, "model_id": world.model_id, "name": "roc", "filename": "nothing.txt", "analyst": "carl"}
     adapter = world.api.app.url_map.bind("localhost")
     methods = sorted(rule.methods - {"HEAD", "OPTIONS"})
     assert len(methods) == 1, (endpoint, methods)
