@@ -399,6 +399,34 @@ def test_a_dpgate_worker_process_runs_the_job_the_gateway_queued(deployment: Dep
     assert b["epsilon_spent"] == cost["epsilon"]
 
 
+def test_a_synthetic_job_runs_on_a_worker_process_and_the_gateway_serves_its_table(deployment: Deployment) -> None:
+    """Issue 15 on the queue: charged by the gateway, run by a `dpgate worker` (which writes the table under
+    the shared data directory), then registered by the gateway's refresh and queried there at no cost."""
+    d = deployment
+    r = d.client.post("/v1/synthetic-jobs", json={"dataset": "cards", "table": "c", "epsilon": 1, "rows": 2000}, headers=d.ann)
+    assert r.status_code == 202 and r.json["status"] == "queued", r.json
+    job_id, table = r.json["job_id"], r.json["table"]
+    [entry] = d.ledger()
+    assert (entry["kind"], entry["job_id"], entry["epsilon"], entry["delta"]) == ("synthetic", job_id, 1.0, 1e-6)
+    proc = d.worker("--burst")
+    assert proc.wait(300) == 0, d.log(0)
+    done = d.client.get(f"/v1/synthetic-jobs/{job_id}", headers=d.ann).json
+    assert done["status"] == "succeeded" and done["rows"] == 2000, (done, d.log(0))
+    assert done["columns"] == ["amount", "big"]
+    q = None
+    for _ in range(100):  # the gateway's catalog refresh runs before requests, every replica_refresh_ms
+        q = d.client.post("/v1/queries", json={"dataset": "cards", "sql": f"SELECT big, COUNT(*) AS n FROM {table} GROUP BY big",
+                                               "epsilon": 0.1}, headers=d.ann)  # fmt: skip
+        if q.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert q is not None and q.status_code == 200, q.json
+    assert q.json["cost"]["epsilon"] == 0.0 and sum(n for _, n in q.json["rows"]) == 2000
+    csv = d.client.get(done["download"], headers=d.ann)
+    assert csv.status_code == 200 and csv.get_data(as_text=True).count("\n") == 2001
+    assert len(d.ledger()) == 1  # the worker charged nothing
+
+
 def test_a_worker_process_cancelled_mid_job_then_killed_mid_job_never_reruns_either(deployment: Deployment) -> None:
     """One `dpgate worker` process: job A is cancelled while it runs (it stops, cancelled); the worker
     takes job B; kill -9 mid-B. B ends failed (worker_lost), both charges stay, and a new worker given
