@@ -476,12 +476,69 @@ def train(
         console.print(card_table(_call(client.model, status["model_id"])))
 
 
-def _wait(client: Any, job_id: str, seen: Any) -> dict[str, Any]:
-    """Poll a job until it ends; `seen` gets each status."""
+@app.command()
+def synth(
+    dataset: Annotated[str, typer.Option(help="the dataset")],
+    table: Annotated[str, typer.Option(help="the private table to copy")],
+    epsilon: Annotated[float, typer.Option("--epsilon", "-e")] = 1.0,
+    delta: Annotated[Optional[float], typer.Option("--delta", help="default 1e-6")] = None,
+    columns: Annotated[Optional[str], typer.Option(help="comma-separated; default: every column with a public domain")] = None,
+    rows: Annotated[Optional[int], typer.Option(help="rows to generate; default: a noisy count of the table")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write the rows here once done (.csv or .parquet)")] = None,
+    follow: Annotated[bool, typer.Option(help="follow the job with a progress bar")] = True,
+    as_json: JSON_OUT = False,
+    url: URL = "http://127.0.0.1:8000",
+    key: KEY = None,
+) -> None:
+    """A private synthetic copy of a table (charged (ε, δ) before it runs). It becomes a public table of the
+    dataset, free to query; --out also downloads its rows. With --json: the job's final status."""
+    from gateway.cli_tables import cost_text
+
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
+        console.print("[red]--out must end in .csv or .parquet[/red]")
+        raise typer.Exit(2)
+    client = _client(url, key)
+    job: dict[str, Any] = {"dataset": dataset, "table": table, "epsilon": epsilon}
+    if delta is not None:
+        job["delta"] = delta
+    if columns:
+        job["columns"] = [c.strip() for c in columns.split(",") if c.strip()]
+    if rows is not None:
+        job["rows"] = rows
+    started = _call(client.synthesize, job)
+    if not follow:
+        _print_json(started) if as_json else console.print(
+            f"synthetic job {started['job_id']} accepted; charged ε, δ: {cost_text(started.get('cost'))}; "
+            f"its table will be {started['table']}")
+        return
+    if as_json:
+        status = _wait(client, started["job_id"], lambda s: None, get=client.synthetic_job)
+    else:
+        console.print(f"synthetic job {started['job_id']} accepted; charged ε, δ: {cost_text(started.get('cost'))}")
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), *Progress.get_default_columns()[1:], console=console) as bar:
+            task_id = bar.add_task("synthesising", total=1.0)
+            status = _wait(client, started["job_id"],
+                           lambda s: bar.update(task_id, completed=s.get("progress") or 0.0, description=s["status"]),
+                           get=client.synthetic_job)  # fmt: skip
+    if status["status"] == "succeeded" and out is not None:
+        out.write_bytes(_call(client.synthetic_rows, started["job_id"], fmt=out.suffix.lower().lstrip(".")))
+    if as_json:
+        _print_json(status)
+    elif status["status"] == "succeeded":
+        console.print(f"{status['rows']} synthetic rows in the public table [bold]{status['table']}[/bold] of {dataset} "
+                      f"(query it at no cost: SELECT ... FROM {status['table']})" + (f"; written to {out}" if out else ""))
+    else:
+        console.print(f"[red]synthetic job {status['status']}[/red]: {status.get('error', '')}")
+    if status["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _wait(client: Any, job_id: str, seen: Any, *, get: Any = None) -> dict[str, Any]:
+    """Poll a job until it ends; `seen` gets each status (`get`: how to read it; a training job's by default)."""
     import time
 
     while True:
-        status = _call(client.job, job_id)
+        status = _call(get or client.job, job_id)
         seen(status)
         if status["status"] in ("succeeded", "failed", "cancelled"):
             return status

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
-from urllib.parse import quote
 
 
 #: where an invalid member was (the `errors` member's keys) -> how a message names it
@@ -157,6 +157,21 @@ class Client:
 
     def predict(self, model_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self.request("POST", f"/v1/models/{model_id}/predict", {"rows": rows})["predictions"]
+
+    # synthetic data
+    def synthesize(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Start a synthetic job: ``{dataset, table, columns?, epsilon, delta?, rows?}`` (charged before it runs)."""
+        return self.request("POST", "/v1/synthetic-jobs", job)
+
+    def synthetic_job(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/synthetic-jobs/{job_id}")
+
+    def synthetic_jobs(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/synthetic-jobs", params={"limit": limit})["jobs"]
+
+    def synthetic_rows(self, job_id: str, *, fmt: str = "csv") -> bytes:
+        """A succeeded synthetic job's rows: CSV or Parquet bytes."""
+        return self.raw(f"/v1/synthetic-jobs/{job_id}/download?format={urllib.parse.quote(fmt)}")
 
     # admin
     def raw(self, path: str) -> bytes:

@@ -382,3 +382,30 @@ def test_set_budget_renews_on_a_schedule_and_budget_shows_the_window(tmp_path: P
     lone = CliRunner().invoke(app, ["admin", "set-budget", "ann", "bank", "--epsilon", "4", "--renew", "week", "--key", ADMIN_KEY])
     assert lone.exit_code != 0 and "--renew and --window-epsilon go together" in lone.output
     assert api.app.extensions["dpgate"]["ledger"].verify() == []
+
+
+def test_synth_makes_a_public_table_and_writes_its_rows(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`dpgate synth`: charged, followed, the public table named, the rows written as CSV and as Parquet."""
+    import pandas as pd
+
+    api, key = _served(tmp_path, monkeypatch)
+    out = tmp_path / "copy.parquet"
+    text = _run("synth", "--dataset", "bank", "--table", "cust", "-e", "0.5", "--delta", "1e-7", "--rows", "300",
+                "--columns", "age,segment", "--out", str(out), "--key", key)  # fmt: skip
+    [job] = api.client.get("/v1/synthetic-jobs", headers={"Authorization": f"Bearer {key}"}).json["jobs"]
+    assert job["status"] == "succeeded" and job["cost"] == {"epsilon": 0.5, "delta": 1e-7}, job
+    assert job["table"] in text and "300 synthetic rows" in text
+    rows = pd.read_parquet(out)
+    assert list(rows.columns) == ["age", "segment"] and len(rows) == 300
+    assert rows["age"].between(18, 100).all() and set(rows["segment"]) <= {"retail", "private"}
+    as_json = json.loads(_run("synth", "--dataset", "bank", "--table", "cust", "-e", "0.5", "--delta", "1e-7", "--rows", "20",
+                              "--out", str(tmp_path / "c.csv"), "--json", "--key", key))  # fmt: skip
+    assert as_json["status"] == "succeeded" and as_json["rows"] == 20
+    assert len(pd.read_csv(tmp_path / "c.csv")) == 20
+    # a refusal is the API's problem, and costs nothing
+    refused = CliRunner().invoke(app, ["synth", "--dataset", "bank", "--table", "cust", "--columns", "cid", "--delta", "1e-7", "--key", key])
+    assert refused.exit_code != 0 and "privacy unit" in refused.output
+    bad = CliRunner().invoke(app, ["synth", "--dataset", "bank", "--table", "cust", "--out", "x.xlsx", "--key", key])
+    assert bad.exit_code == 2 and ".csv or .parquet" in bad.output
+    [b] = api.client.get("/v1/budget", headers={"Authorization": f"Bearer {key}"}).json["budgets"]
+    assert b["epsilon_spent"] == 1.0
