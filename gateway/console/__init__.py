@@ -68,7 +68,7 @@ def _docs() -> str:
 
 def install_console(app: APIFlask) -> None:
     """Register the console's pages, its sessions, the CSP on every HTML page and the offline /docs."""
-    from gateway.console import admin_views, training_views, views  # noqa: F401  (their routes join `bp`)
+    from gateway.console import admin_views, synthetic_views, training_views, views  # noqa: F401  (their routes join `bp`)
     from gateway.console.sessions import SessionStore
 
     app.extensions["dpgate"]["sessions"] = SessionStore(app.extensions["dpgate"]["ledger"])

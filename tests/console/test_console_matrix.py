@@ -47,12 +47,17 @@ ROUTES: dict[str, str] = {
     "console.model_predict": ANALYST,
     "console.model_audit": ADMIN,
     "console.model_audit_plot": ADMIN,
+    "console.synthetic": ANALYST,
+    "console.synthetic_start": ANALYST,
+    "console.synthetic_job": ANALYST,
+    "console.synthetic_download": ANALYST,
 }
 pytestmark = pytest.mark.xdist_group("console_matrix")  # one app for the module
 VALUES = {"filename": "console.css", "request_id": "0123456789abcdef", "analyst": "carl", "dataset": "bank",
           "job_id": "0123456789abcdef0123456789abcdef", "model_id": "0123456789abcdef0123456789abcdef", "name": "roc"}
 # one job's or model's pages: no job runs here, so they are 404; test_console_training opens them
-RECORD_PAGES = ("console.job", "console.job_status_json", "console.model", "console.model_audit_plot")
+RECORD_PAGES = ("console.job", "console.job_status_json", "console.model", "console.model_audit_plot",
+                "console.synthetic_job", "console.synthetic_download")
 
 
 @dataclass
