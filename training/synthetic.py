@@ -82,6 +82,7 @@ __all__ = [
     "SynthesisPlan",
     "column_domains",
     "plan_cost",
+    "selection_score",
     "synthesize",
     "encode",
     "tvd",
@@ -560,6 +561,14 @@ class _Model:
             self.tables.append(table)
 
 
+def selection_score(real: np.ndarray, reference: np.ndarray, total: float, penalty: float) -> int:
+    """AIM's quality score of a candidate clique: ``‖real − round(total·reference)‖₁ − round(penalty·cells)``.
+    `reference` (the model's prediction, as probabilities), `total` and `penalty` are public, so one unit
+    (k rows, each in at most one cell of `real`) moves the score by at most k."""
+    predicted = np.rint(total * np.asarray(reference, dtype=float).ravel()).astype(np.int64)
+    return int(np.abs(np.asarray(real, dtype=np.int64) - predicted).sum()) - int(round(penalty * real.size))
+
+
 def _select_and_measure(
     cells: list[np.ndarray], sizes: list[int], ones: list[np.ndarray], total: float, plan: SynthesisPlan
 ) -> tuple[_Model, list[np.ndarray]]:
@@ -578,11 +587,9 @@ def _select_and_measure(
     cache: dict[tuple[tuple[int, ...], int], int] = {}
 
     def score(sep: tuple[int, ...], v: int, reference: np.ndarray) -> int:
-        key = (sep, v)
+        key = (sep, v)  # the reference of (S, v) is fixed once S is in the model: earlier cliques are not refitted here
         if key not in cache:
-            real = counts([cells[c] for c in (*sep, v)], [sizes[c] for c in (*sep, v)])
-            cells_n = real.size
-            cache[key] = int(np.abs(real - np.rint(total * reference.ravel()).astype(np.int64)).sum()) - int(round(penalty * cells_n))
+            cache[key] = selection_score(counts([cells[c] for c in (*sep, v)], [sizes[c] for c in (*sep, v)]), reference, total, penalty)
         return cache[key]
 
     for rnd in range(d - 1):
