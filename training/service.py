@@ -362,7 +362,7 @@ class TrainingService:
                       "created_at": self.store.now().isoformat()}  # fmt: skip
         self._publish(spec.dataset, name, rows, columns, provenance)
         metrics = {"table": name, "rows": len(rows), "columns": list(rows.columns),
-                   "tree": [list(e) for e in info.get("tree", [])]}  # fmt: skip
+                   "cliques": [list(e) for e in info.get("cliques", info.get("tree", []))]}  # fmt: skip
         self.store.complete(job_id, status=st.SUCCEEDED, progress=1.0, metrics=metrics, finished_at=self.store.now())
 
     def _ping_queue(self) -> None:
