@@ -25,7 +25,8 @@ The budget, in exact Fractions (ρ₁ + ρ_sel + ρ₂ = ρ, asserted; each shar
 2. d − 1 adaptive rounds. Round t first selects, at ρ_sel/(d − 1) (ρ_sel = ρ·`SELECT_SHARE`), a clique
    C = S ∪ {v}: in round 1 any pair, later a column v not yet in the model and a separator S of 1 to
    `MAX_CLIQUE` − 1 columns inside one clique already chosen (3+ columns only up to `MAX_CLIQUE_CELLS`
-   cells). The score is AIM's ``‖M_C(D) − round(N̂·P̂(S) ⊗ p̂_v)‖₁ − round(c·sqrt(2/π)·σ₂·|C|)``, with
+   cells, and only where their expected noise sqrt(2/π)·σ₂·cells is at most `WIDE_NOISE_SHARE` of the
+   released N̂: at small ε a noisy 3-way costs more utility than it gains). The score is AIM's ``‖M_C(D) − round(N̂·P̂(S) ⊗ p̂_v)‖₁ − round(c·sqrt(2/π)·σ₂·|C|)``, with
    c = `SELECT_PENALTY`: the L1 gap between the clique's counts and what the current model predicts
    (P̂(S) and p̂_v are fitted from released values only), less the expected noise a measurement would
    add; an integer. The reference and the penalty are public, so one unit moves the score by at most
@@ -97,6 +98,7 @@ MAX_CLIQUE_CELLS = 4_096  # the largest clique of 3+ columns a round may pick (o
 ONE_WAY_SHARE = Fraction(1, 10)  # of ρ, for d >= 3: the 1-ways (they set the compression)
 SELECT_SHARE = Fraction(1, 10)  # of ρ, for d >= 3: the selection rounds; the clique marginals get the rest
 COMPRESS_SIGMAS = 3.0  # MST: a 1-way cell whose noisy count is below this many σ₁ merges with the other rare ones
+WIDE_NOISE_SHARE = 0.25  # a 3+ column clique only where sqrt(2/π)·σ₂·cells <= this share of N̂
 SELECT_PENALTY = 0.25  # a candidate's score is its L1 gain less this many expected |noise| per cell (AIM)
 
 
@@ -584,6 +586,8 @@ def _select_and_measure(
     per_measure = plan.rho_two_way / (d - 1)
     sigma = plan.two_way_scale or 0.0
     penalty = SELECT_PENALTY * math.sqrt(2.0 / math.pi) * sigma  # expected |noise| per cell (public)
+    # a clique of 3+ columns only where its expected noise (L1) is at most WIDE_NOISE_SHARE of N̂ (public σ, released N̂)
+    wide_cells = min(MAX_CLIQUE_CELLS, int(WIDE_NOISE_SHARE * total / (math.sqrt(2.0 / math.pi) * sigma))) if sigma > 0 else MAX_CLIQUE_CELLS
     cache: dict[tuple[tuple[int, ...], int], int] = {}
 
     def score(sep: tuple[int, ...], v: int, reference: np.ndarray) -> int:
@@ -600,7 +604,7 @@ def _select_and_measure(
             seps = model.separators(MAX_CLIQUE - 1)
             candidates = [
                 (s, v) for v in range(d) if v not in inside for s in seps
-                if len(s) == 1 or math.prod(sizes[c] for c in (*s, v)) <= MAX_CLIQUE_CELLS
+                if len(s) == 1 or math.prod(sizes[c] for c in (*s, v)) <= wide_cells
             ]
         if len(candidates) == 1:
             sep, v = candidates[0]

@@ -21,6 +21,7 @@ from training.synthetic import (
     MAX_CLIQUE,
     MAX_CLIQUE_CELLS,
     ONE_WAY_SHARE,
+    WIDE_NOISE_SHARE,
     SELECT_SHARE,
     GaussianCounts,
     _Compressed,
@@ -275,20 +276,21 @@ def test_clique_noise_has_the_claimed_scale() -> None:
     assert draws.std() == pytest.approx(mech.scale, rel=0.10)
 
 
+def _xor(n: int = 6_000) -> tuple[pd.DataFrame, dict]:
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    frame = pd.DataFrame({"a": np.array(["x", "y"])[a], "b": np.array(["p", "q"])[b], "c": np.array(["0", "1"])[a ^ b]})
+    frame.loc[:99, "a"] = "undeclared"
+    meta = {"a": {"type": "category", "categories": ["x", "y", "z"]}, "b": {"type": "category", "categories": ["p", "q"]},
+            "c": {"type": "category", "categories": ["0", "1"]}}
+    return frame, meta
+
+
 def test_a_three_way_clique_captures_what_no_tree_can_on_the_declared_domain() -> None:
     """c = a XOR b: every pair is independent, so a spanning tree cannot keep the relation; a clique
     (a, b, c) does. Undeclared values in the rows never appear, and the clique is measured on the
     declared (compressed) domain only."""
-    rng = np.random.default_rng(3)
-    n = 6_000
-    a, b = rng.integers(0, 2, n), rng.integers(0, 2, n)
-    c = a ^ b
-    frame = pd.DataFrame({
-        "a": np.array(["x", "y"])[a], "b": np.array(["p", "q"])[b], "c": np.array(["0", "1"])[c],
-    })
-    frame.loc[:99, "a"] = "undeclared"
-    meta = {"a": {"type": "category", "categories": ["x", "y", "z"]}, "b": {"type": "category", "categories": ["p", "q"]},
-            "c": {"type": "category", "categories": ["0", "1"]}}
+    frame, meta = _xor()
     out, info = synthesize(frame, meta, epsilon=20, delta=1e-6, max_rows_per_unit=1, seed=0)
     assert any(len(cl) == 3 for cl in info["cliques"]) and len(info["cliques"]) == 2
     three = next(cl for cl in info["cliques"] if len(cl) == 3)
@@ -298,3 +300,16 @@ def test_a_three_way_clique_captures_what_no_tree_can_on_the_declared_domain() -
     assert held[out["a"] != "z"].mean() > 0.95  # a tree gives ~0.5
     # the clique never exceeds the declared cells: 3 (a) x 2 x 2 before compression
     assert math.prod(c.size for c in info["plan"].columns) == 12 <= MAX_CLIQUE_CELLS
+
+
+def test_no_wide_clique_where_its_expected_noise_exceeds_the_cap() -> None:
+    """At ε = 0.001 a 2·2·2 clique's expected noise (sqrt(2/π)·σ₂·8) is over WIDE_NOISE_SHARE of any
+    N̂ below 100,000, so every round measures a 2-way, even on the XOR table whose 3-way gain is large.
+    The selection's N̂ (6,000 rows; the mean of three noisy 1-way sums, σ about 13,000) exceeds 100,000
+    with probability < 1e-8."""
+    frame, meta = _xor()
+    plan = plan_cost(meta, epsilon=Fraction(1, 1000), delta=1e-6, max_rows_per_unit=1)
+    assert math.sqrt(2 / math.pi) * plan.two_way_scale * 8 > WIDE_NOISE_SHARE * 100_000
+    for seed in range(3):
+        _, info = synthesize(frame, meta, epsilon=Fraction(1, 1000), delta=1e-6, max_rows_per_unit=1, seed=seed)
+        assert [len(c) for c in info["cliques"]] == [2, 2]
