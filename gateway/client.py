@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.parse
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 
 #: where an invalid member was (the `errors` member's keys) -> how a message names it
@@ -171,7 +171,7 @@ class Client:
 
     def synthetic_rows(self, job_id: str, *, fmt: str = "csv") -> bytes:
         """A succeeded synthetic job's rows: CSV or Parquet bytes."""
-        return self.raw(f"/v1/synthetic-jobs/{job_id}/download?format={urllib.parse.quote(fmt)}")
+        return self.raw(f"/v1/synthetic-jobs/{job_id}/download?format={quote(fmt)}")
 
     # admin
     def raw(self, path: str) -> bytes:
