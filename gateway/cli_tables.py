@@ -154,12 +154,18 @@ def cost_text(cost: dict[str, Any] | None) -> str:
 def _metrics(metrics: dict[str, Any] | None) -> str:
     if not metrics:
         return "—"
-    shown = [f"{k}={num(v)}" for k, v in metrics.items()
+    intervals = metrics.get("intervals") or {}
+
+    def shown(k: str, v: Any) -> str:
+        iv = intervals.get(k)
+        return f"{k}={num(v)}" + (f" [{num(iv[0])}, {num(iv[1])}]" if iv else "")
+
+    items = [shown(k, v) for k, v in metrics.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _NOT_METRICS]  # fmt: skip
-    return escape(", ".join(shown[:4]))
+    return escape(", ".join(items[:4]))
 
 
-_NOT_METRICS = ("bins", "held_out_rows")  # how the metrics were computed, not what they are
+_NOT_METRICS = ("bins", "held_out_rows", "cells", "interval_level", "scale")  # how the metrics were computed, not what they are
 _ID_WIDTH = 32  # job and model ids, unbroken where the terminal allows: they are pasted into other commands
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "queued": "dim"}
 

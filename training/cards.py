@@ -94,6 +94,10 @@ def model_card(
             privacy["size"] = {**plan["size"], "mechanism": "laplace (OpenDP), count of training units"}
         card["privacy"] = privacy
         card["metrics"] = metrics
+        if metrics is not None and "majority_share" in metrics:  # what always answering the commonest class scores
+            card["baseline"] = {"majority_share": metrics["majority_share"],
+                                "interval": (metrics.get("intervals") or {}).get("majority_share"),
+                                "note": "the accuracy of always predicting the commonest class, from the same noisy release"}  # fmt: skip
         card["metrics_epsilon_share"] = plan["metrics"]["share"]
         card["exact_metrics"] = exact
         if job.method == "dpsgd":
@@ -122,13 +126,15 @@ def model_card(
             card["caveats"] = [DIFFPRIVLIB_CAVEAT] if CLASSIC_METHODS[job.method].diffprivlib_noise else []
         if spec.label.multiclass:
             card["caveats"].append(
-                "Metrics come from noisy counts of correct and wrong held-out predictions (accuracy); they "
-                "are estimates whose noise grows as the metrics' ε share or the held-out set shrinks."
+                "Metrics come from noisy counts of correct and wrong held-out predictions per true class "
+                "(accuracy, and the majority-class baseline); each comes with an approximate 95% interval "
+                "covering the DP noise and the held-out sampling."
             )
         else:
             card["caveats"].append(
-                "Metrics are computed from noisy histograms of held-out scores (binned AUC); they are "
-                "estimates whose noise grows as the metrics' ε share or the held-out set shrinks."
+                "Metrics are computed from noisy histograms of held-out scores (accuracy, binned AUC, and the "
+                "majority-class baseline); each comes with an approximate 95% interval covering the DP noise "
+                "and the held-out sampling."
             )
         if spec.skipped:
             card["caveats"].append(

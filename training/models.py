@@ -9,29 +9,27 @@ so one unit changes one teacher's vote on each query; the plan's (ε, δ) was ch
 started and `label_queries` is handed a charge callback that only checks that. The student sees public
 rows and the noisy labels, nothing else.
 
-Metrics of multi-class models are one release: the counts of correct and wrong predictions over the
-held-out rows (at most k rows per unit, so L1 sensitivity k), noised by `mechanisms.LaplaceCount` within
-the metrics' ε share; binary models use `metrics.dp_metrics` as the tabular MLP does.
+Metrics of multi-class models are one release: the counts of correct and wrong predictions per true class
+over the held-out rows (at most k rows per unit, so L1 sensitivity k), noised within the metrics' ε share
+(`metrics.multiclass_dp_metrics`); binary models use `metrics.dp_metrics` as the tabular MLP does.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mechanisms import LaplaceCount
 from mechanisms.cost import Cost
 
 from .errors import InvalidJob
 from .features import FeatureSpec
 from .jobs import JobSpec
 
-__all__ = ["fit_cnn", "fit_logreg", "fit_mlp", "image_columns", "images", "two_columns", "multiclass_dp_metrics", "multiclass_exact_metrics", "run_cnn", "run_pate"]
+__all__ = ["fit_cnn", "fit_logreg", "fit_mlp", "image_columns", "images", "two_columns", "multiclass_exact_metrics", "run_cnn", "run_pate"]
 
 
 def image_columns(image: dict[str, Any]) -> list[str]:
@@ -51,17 +49,6 @@ def multiclass_exact_metrics(proba: np.ndarray, y: np.ndarray) -> dict[str, Any]
     pred = proba.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
     return {"held_out_rows": int(n), "accuracy": None if n == 0 else float((pred == y).mean()),
             "classes": int(proba.shape[1]) if proba.ndim == 2 else None}  # fmt: skip
-
-
-def multiclass_dp_metrics(proba: np.ndarray, y: np.ndarray, *, epsilon: Fraction, k: int) -> dict[str, Any]:
-    """Noisy counts of correct and wrong held-out predictions (ε-DP, L1 sensitivity k) and the
-    accuracy they imply (post-processing)."""
-    correct = int((proba.argmax(axis=1) == y).sum()) if len(y) else 0
-    mech = LaplaceCount(epsilon=epsilon, sensitivity=k)
-    right, wrong = (max(0, int(v)) for v in mech.release([correct, len(y) - correct]))
-    total = right + wrong
-    return {"accuracy": None if total == 0 else right / total, "held_out_rows": total,
-            "mechanism": "laplace", "scale": float(mech.scale)}  # fmt: skip
 
 
 # -- the GAF CNN ----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from . import store as st
 from .classic import CLASSIC_METHODS, fit_classic, positive_proba
 from .features import FeatureSpec
 from .jobs import JobSpec, float_down
-from .metrics import dp_metrics, exact_metrics
+from .metrics import dp_metrics, exact_metrics, multiclass_dp_metrics
 from .split import SplitKey, group_units, keep_rows_per_unit, per_unit_and_class
 
 __all__ = ["Outcome", "Progress", "Stop", "bounded", "grad_sample_mode", "run"]
@@ -157,9 +157,12 @@ def _run_models(
     m = plan.get("metrics")
     if spec.label.multiclass:
         exact = models.multiclass_exact_metrics(proba, y[held])
+        yh = np.asarray(y[held], dtype=np.int64)
+        exact["majority_share"] = None if len(yh) == 0 else float(np.bincount(yh, minlength=proba.shape[1]).max() / len(yh))
         metrics = None
         if job.method != "nonprivate":
-            metrics = models.multiclass_dp_metrics(proba, y[held], epsilon=Fraction(m["epsilon"]), k=m["sensitivity"])
+            metrics = multiclass_dp_metrics(proba, yh, epsilon=Fraction(m["epsilon"]), k=m["sensitivity"],
+                                            n_classes=spec.label.n_classes)  # fmt: skip
     else:
         scores = proba[:, 1]
         exact = exact_metrics(scores, y[held].astype(np.float32))

@@ -96,6 +96,11 @@ def predictions_in(page: str) -> list[tuple[str, str]]:
     return re.findall(r'<td class="value">([^<]*)</td><td>([^<]*)</td>', section)
 
 
+def fmt(v: float | None) -> str:
+    """As the console shows a figure: None (a noisy count sum <= 0: the release cannot tell) as a dash."""
+    return "—" if v is None else f"{v:.6g}"
+
+
 def spent(world: World) -> tuple[int, list[float]]:
     ledger = world.console.ledger
     return len(ledger.entries()), [b["epsilon_spent"] for b in ledger.budgets("ann")]
@@ -119,7 +124,7 @@ def test_a_job_from_the_form_is_charged_before_it_runs_and_followed_to_its_model
     assert re.search(r'id="job-status" class="status status-succeeded">succeeded<', page)
     assert 'id="job-progress" max="1" value="1.0"' in page and 'id="cancel"' not in page
     assert f'href="/console/models/{world.model_id}"' in page
-    assert f"ε = {final['cost']['epsilon']:.6g}, δ = 0" in page and f"accuracy {final['metrics']['accuracy']:.6g}" in page
+    assert f"ε = {final['cost']['epsilon']:.6g}, δ = 0" in page and f"accuracy {fmt(final['metrics']['accuracy'])}" in page
 
     jobs = text(world.ann.get("/console/jobs"))
     [row] = re.findall(r'<tr class="job-succeeded">.*?</tr>', jobs, re.S)
@@ -128,7 +133,7 @@ def test_a_job_from_the_form_is_charged_before_it_runs_and_followed_to_its_model
     [row] = re.findall(r'<tr class="job-succeeded">.*?</tr>', admin_jobs, re.S)
     assert "<th>analyst</th>" in admin_jobs and "<td>ann</td>" in row
     models = text(world.ann.get("/console/models"))
-    assert f'href="/console/models/{world.model_id}"' in models and f"{final['metrics']['accuracy']:.6g}" in models
+    assert f'href="/console/models/{world.model_id}"' in models and f"{fmt(final['metrics']['accuracy'])}" in models
 
 
 @pytest.mark.parametrize(
@@ -159,7 +164,13 @@ def test_the_model_page_shows_the_card(world: World) -> None:
     page = text(world.ann.get(f"/console/models/{world.model_id}"))
     charged = card["privacy"]["charged"]
     assert f"charged ε = {charged['epsilon']:.6g}, δ = {charged['delta']:.6g}" in re.sub(r"<[^>]+>", "", page)
-    assert f'id="dp-accuracy">{card["metrics"]["accuracy"]:.6g}<' in page and f'id="dp-auc">{card["metrics"]["roc_auc"]:.6g}<' in page
+    m = card["metrics"]
+    shown = {k: fmt(m[k]) for k in ("accuracy", "roc_auc", "majority_share")}
+    assert f'id="dp-accuracy">{shown["accuracy"]}<' in page and f'id="dp-auc">{shown["roc_auc"]}<' in page
+    assert f'id="dp-baseline">{shown["majority_share"]}<' in page
+    if m["intervals"]["accuracy"] is not None:
+        low, high = m["intervals"]["accuracy"]
+        assert low <= (m["accuracy"] or 0) <= high and f"95% interval [{low:.6g}, {high:.6g}]" in page
     assert f"scale {card['metrics']['scale']:.6g} on each of the {card['metrics']['bins']} bins" in page
     for column in card["features"]["columns"]:
         assert f"<code>{column['name']}</code>" in page and f'name="feature:{column["name"]}"' in page
