@@ -59,6 +59,7 @@ class Recipe:
     np_epochs: float = 20.0  # the non-private reference's epochs (batch 64, lr 1e-3 unless set)
     np_batch: int = 64
     np_lr: float = 0.001
+    tanh: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -70,7 +71,8 @@ RECIPES: dict[str, Recipe] = {
 }
 
 _FIELDS = {"b": ("batch_size", int), "e": ("epochs", float), "lr": ("lr", float), "c": ("max_grad_norm", float),
-           "ema": ("ema", float), "pre": ("pretrain_epochs", float), "w": ("width", int)}  # fmt: skip
+           "ema": ("ema", float), "pre": ("pretrain_epochs", float), "w": ("width", int),
+           "tanh": ("tanh", str)}  # fmt: skip
 
 
 def recipe(name: str) -> Recipe:
@@ -89,13 +91,42 @@ def recipe(name: str) -> Recipe:
                 break
         field_name, cast = _FIELDS[key]
         value = cast(part[len(key):])
-        if field_name == "width":
+        if field_name == "tanh":  # a bench-only variant: tanh instead of ReLU in the convolutions
+            kw["tanh"] = True
+        elif field_name == "width":
             extra["width"] = value
         else:
             kw[field_name] = value
         if key == "pre":
             kw["pretrain"] = True
     return Recipe(**kw, extra=extra)
+
+
+class PoolCNN(torch.nn.Module):
+    """A bench-only candidate (``gn_pool``): two coordinate channels (row, column in [-1, 1]), three 3x3
+    convolutions (16, 32, 32) with GroupNorm and ReLU, global average pooling, a linear layer."""
+
+    def __init__(self, n_classes: int, window: int = 10, channels: int = 4) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.n_classes = n_classes
+        c = torch.linspace(-1.0, 1.0, window)
+        grid = torch.stack([c[:, None].expand(window, window), c[None, :].expand(window, window)])
+        self.register_buffer("grid", grid[None], persistent=False)
+        layers: list[torch.nn.Module] = []
+        for a, b in ((channels + 2, 16), (16, 32), (32, 32)):
+            layers += [nn.Conv2d(a, b, 3, padding=1), nn.GroupNorm(4, b), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(32, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.permute(0, 3, 1, 2).contiguous()
+        h = torch.cat([h, self.grid.expand(len(h), -1, -1, -1)], dim=1)
+        return self.fc(self.features(h).mean(dim=(2, 3)))
+
+
+def make_model(arch: str, n_classes: int, **kw: Any) -> torch.nn.Module:
+    return PoolCNN(n_classes) if arch == "gn_pool" else build_cnn(arch, n_classes, **kw)
 
 
 def load() -> dict[str, np.ndarray]:
@@ -124,7 +155,11 @@ def run_one(
 ) -> dict[str, Any]:  # fmt: skip
     torch.manual_seed(seed)
     np.random.seed(seed)
-    model = build_cnn(recipe.arch, n_classes, **recipe.extra)
+    model = make_model(recipe.arch, n_classes, **recipe.extra)
+    if recipe.tanh:
+        for name, child in list(getattr(model, "features", torch.nn.Sequential()).named_children()):
+            if isinstance(child, torch.nn.ReLU):
+                model.features[int(name)] = torch.nn.Tanh()
     t0 = time.perf_counter()
     if pre is not None:
         xp, yp = pre

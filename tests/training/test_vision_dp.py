@@ -135,3 +135,27 @@ def test_ema_is_the_moving_average_of_the_iterates_taken(private):
     assert not all(torch.equal(p, w) for p, w in zip(averaged.parameters(), iterates[-1]))
     with pytest.raises(ValueError):
         train_cnn(GafCNN(8), x, y, steps=1, lr=0.01, batch_size=12, plan=None, ema=1.0)
+
+
+@pytest.mark.parametrize("method", ["dpsgd", "nonprivate"])
+def test_image_jobs_train_the_groupnorm_design_and_say_so(method):
+    from fractions import Fraction
+
+    from training import models
+    from training.jobs import JobSpec
+
+    x, y = random_images(40)
+    image = {"window": 10, "channels": ["close", "upper", "lower", "body"], "prefix": "gaf_"}
+    dp = DPSGDPlan(0.25, 3, 0.75, 1.0, 1.0, 1.0, 0.9, 1e-5, "prv")
+    plan = {"image": image, "n_classes": 8, "model": dp.to_json()}
+    params = {"epochs": 1.0, "batch_size": 10, "lr": 0.01, "grad_sample_mode": "auto"}
+    job = JobSpec("candlesticks", "windows", "label", None, None, method, Fraction(1), Fraction(1, 100_000), params)
+    seen: list[tuple[int, int]] = []
+    torch.manual_seed(4)
+    model, training = models.run_cnn(job, plan, x.reshape(40, -1), y, np.ones(40, bool),
+                                     on_step=lambda d, t: seen.append((d, t)), stopped=lambda: False)  # fmt: skip
+    assert model.design == "gn" and training["architecture"] == "gaf_cnn" and training["design"] == "gn"
+    assert training["layers"] == model.describe()
+    assert training["steps"] == (3 if method == "dpsgd" else 4) == seen[-1][0] == seen[-1][1]
+    assert training["ema"] == (models.CNN_EMA if method == "dpsgd" else None)
+    assert models.cnn_proba(model, image)(x.reshape(40, -1)[:3]).shape == (3, 8)
