@@ -41,18 +41,12 @@ STUDY_EPSILONS = [1.0, 3.0, 5.4, 8.0, 12.6]
 
 #: task -> the job body's data part, the hyper-parameters per method, and how accuracy is read
 TASKS: dict[str, dict[str, Any]] = {
+    # the task's own defaults (training.jobs: the candlestick recipe, the public windows for DP-SGD's
+    # pre-training and PATE's student), as `dpgate train --task candlestick_pattern` runs them
     "vision": {
-        "body": {"dataset": "candlesticks", "table": "windows", "label": "label"},
-        "public_table": "windows_public",
-        "params": {
-            "nonprivate": {"epochs": 20, "batch_size": 64, "lr": 0.001},
-            "dpsgd": {"epochs": 60, "batch_size": 256, "lr": 0.005, "max_grad_norm": 1.0},
-            # σ fixed at half the teachers: the queries are the most that fit each ε (capped by the table).
-            # 1,100 private windows: 20 teachers of ~55 images did better than 50 of ~22 (0.38-0.40 accuracy
-            # against 0.24-0.27 at ε = 3 and 8)
-            "pate": {"teachers": 20, "sigma": 10.0, "queries": 100_000, "epochs": 20, "batch_size": 64, "lr": 0.001,
-                     "teacher_epochs": 40},
-        },
+        "body": {"task": "candlestick_pattern"},
+        "public_table": None,
+        "params": {"nonprivate": {}, "dpsgd": {}, "pate": {}},
         "metric": "accuracy",
     },
     "credit": {
@@ -114,10 +108,12 @@ def run_task(svc: Any, name: str, args: argparse.Namespace, plots: Path) -> list
             params = {**params, "epochs": min(float(params.get("epochs", 2)), 2.0)}
             if method == "pate":
                 params.update(teacher_epochs=2.0)
+            if name == "vision" and method != "nonprivate":
+                params.update(pretrain_epochs=1.0)
         body: dict[str, Any] = {**task["body"], "method": method, "params": params}
         if eps is not None:
             body.update(epsilon=eps, delta=args.delta)
-        if method == "pate":
+        if method == "pate" and task["public_table"]:
             body["public_table"] = task["public_table"]
         t = time.perf_counter()
         row: dict[str, Any] = {"task": name, "method": method, "target_epsilon": eps, "params": params}
@@ -129,6 +125,8 @@ def run_task(svc: Any, name: str, args: argparse.Namespace, plots: Path) -> list
                 exact, noisy = st.get("exact_metrics") or {}, st.get("metrics") or {}
                 row["exact"] = exact.get(task["metric"])
                 row["dp_reported"] = noisy.get(task["metric"]) if method != "nonprivate" else None
+                row["dp_interval"] = (noisy.get("intervals") or {}).get(task["metric"]) if method != "nonprivate" else None
+                row["majority_share"] = exact.get("majority_share")
                 row["model_id"] = st["model_id"]
                 audit = svc.audit(st["model_id"], n_reference=args.n_reference, seed=0)
                 row["audit"] = audit
@@ -143,6 +141,37 @@ def run_task(svc: Any, name: str, args: argparse.Namespace, plots: Path) -> list
                   f"({row['wall_s']:.0f} s) {row.get('error') or ''}")  # fmt: skip
         rows.append(row)
     return rows
+
+
+#: issue #16's "before": the first wave's docs/study.md (dense CNN, no pre-training; 2026-11-23), exact
+#: accuracy by (method, target ε); the non-private CNN then scored 0.834
+BEFORE: dict[str, dict[tuple[str, float | None], float]] = {
+    "vision": {("nonprivate", None): 0.834, ("dpsgd", 1.0): 0.531, ("dpsgd", 3.0): 0.549, ("dpsgd", 5.4): 0.617,
+               ("dpsgd", 8.0): 0.657, ("dpsgd", 12.6): 0.675, ("pate", 3.0): 0.372, ("pate", 5.4): 0.285,
+               ("pate", 8.0): 0.332, ("pate", 12.6): 0.408},
+}  # fmt: skip
+#: issue #16's targets: the most accuracy a private model may lose against this run's non-private CNN
+TARGET_GAP: dict[tuple[str, float], float] = {("dpsgd", 5.4): 0.05, ("dpsgd", 12.6): 0.03, ("pate", 5.4): 0.10}
+
+
+def before_after(name: str, rows: list[dict[str, Any]]) -> list[str]:
+    """The before/after table of issue #16: exact accuracy then and now, the gap to each run's non-private
+    CNN, and the target where the issue set one."""
+    before = BEFORE[name]
+    now = {(r["method"], r["target_epsilon"]): r.get("exact") for r in rows if r.get("status") == "succeeded"}
+    np_before, np_now = before.get(("nonprivate", None)), now.get(("nonprivate", None))
+    out = ["Before / after (issue #16; before: the dense CNN without pre-training, the first wave's table):", "",
+           "| method | target ε | accuracy before | gap before | accuracy now | gap now | target gap | met |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for key in sorted(set(before) | set(now), key=lambda k: (k[0] != "nonprivate", k[0], k[1] or 0.0)):
+        b, n = before.get(key), now.get(key)
+        gap_b = None if b is None or np_before is None or key[0] == "nonprivate" else np_before - b
+        gap_n = None if n is None or np_now is None or key[0] == "nonprivate" else np_now - n
+        target = TARGET_GAP.get(key)  # type: ignore[arg-type]
+        met = "–" if target is None or gap_n is None else ("yes" if gap_n <= target else "no")
+        out.append(f"| {key[0]} | {_f(key[1], 'g')} | {_f(b)} | {_f(gap_b)} | {_f(n)} | {_f(gap_n)} | {_f(target, '.2f')} | {met} |")
+    out.append("")
+    return out
 
 
 def _f(v: Any, fmt: str = ".3f") -> str:
@@ -161,7 +190,7 @@ def markdown(report: dict[str, Any]) -> str:
         metric = TASKS[name]["metric"]
         out.append(f"## {name}: {', '.join(f'{k} {v}' for k, v in TASKS[name]['body'].items())}")
         out.append("")
-        out.append(f"| method | ε charged | {metric} (exact) | {metric} (DP-reported) | attack AUC loss / LiRA "
+        out.append(f"| method | ε charged | {metric} (exact) | {metric} (DP-reported) [95% interval] | attack AUC loss / LiRA "
                    "| TPR@1% LiRA | TPR@0.1% LiRA | recognition rate members / non-members | ceiling TPR@1% | under ceiling |")  # fmt: skip
         out.append("|---|---:|---:|---:|---|---:|---:|---|---:|---|")
         for r in report["rows"]:
@@ -181,10 +210,18 @@ def markdown(report: dict[str, Any]) -> str:
             rr = lira.get("recognition_rate") or {}
             rec = f"{_f((rr.get('members') or {}).get('mean'))} / {_f((rr.get('nonmembers') or {}).get('mean'))}"
             tpr = lira.get("tpr_at_fpr") or {}
-            out.append(f"| {r['method']} | {_f(eps, '.3g')} | {_f(r.get('exact'))} | {_f(r.get('dp_reported'))} "
+            iv = r.get("dp_interval")
+            reported = _f(r.get("dp_reported")) + (f" [{_f(iv[0])}, {_f(iv[1])}]" if iv else "")
+            out.append(f"| {r['method']} | {_f(eps, '.3g')} | {_f(r.get('exact'))} | {reported} "
                        f"| {_f(loss.get('attack_auc'))} / {_f(lira.get('attack_auc'))} | {_f(tpr.get('0.01'), '.4f')} "
                        f"| {_f(tpr.get('0.001'), '.4f')} | {rec} | {_f(ceiling, '.4f')} | {under} |")  # fmt: skip
         out.append("")
+        majority = next((r.get("majority_share") for r in report["rows"] if r["task"] == name and r.get("majority_share")), None)
+        if majority is not None and metric == "accuracy":
+            out.append(f"Majority-class baseline (always the commonest class, on the held-out rows): {majority:.3f}.")
+            out.append("")
+        if name in BEFORE:
+            out.extend(before_after(name, [r for r in report["rows"] if r["task"] == name]))
         out.append(f"Plots: `docs/study/{name}_<method>_<ε>_roc.png` (ROC, log axes, the ceiling drawn) and "
                    f"`..._violin.png` (membership scores of members vs non-members).")
         out.append("")

@@ -166,6 +166,8 @@ def run_one(
         steps = max(1, int(np.ceil(recipe.pretrain_epochs * len(xp) / recipe.np_batch)))
         train_cnn(model, xp, yp, steps=steps, lr=recipe.np_lr, batch_size=recipe.np_batch, plan=None)
     info: dict[str, Any] = {}
+    if pre is not None:  # what the public pre-training alone scores on the private test windows
+        info["public_only_accuracy"] = float((predict_proba(model, xt).argmax(axis=1) == yt).mean())
     if epsilon is None:
         steps = max(1, int(np.ceil(recipe.np_epochs * len(x) / recipe.np_batch)))
         train_cnn(model, x, y, steps=steps, lr=recipe.np_lr, batch_size=recipe.np_batch, plan=None, ema=recipe.ema)
@@ -174,8 +176,8 @@ def run_one(
                           batch_size=recipe.batch_size, epochs=recipe.epochs, max_grad_norm=recipe.max_grad_norm)  # fmt: skip
         train_cnn(model, x, y, steps=plan.steps, lr=recipe.lr, batch_size=recipe.batch_size, plan=plan,
                   grad_sample_mode="ghost", ema=recipe.ema)  # fmt: skip
-        info = {"sigma": round(plan.noise_multiplier, 3), "steps": plan.steps, "q": round(plan.sample_rate, 4),
-                "model_epsilon": round(plan.epsilon, 3), "accountant": plan.accountant}  # fmt: skip
+        info.update({"sigma": round(plan.noise_multiplier, 3), "steps": plan.steps, "q": round(plan.sample_rate, 4),
+                     "model_epsilon": round(plan.epsilon, 3), "accountant": plan.accountant})  # fmt: skip
     acc = float((predict_proba(model, xt).argmax(axis=1) == yt).mean())
     return {"accuracy": acc, "seconds": round(time.perf_counter() - t0, 1), **info}
 

@@ -439,7 +439,7 @@ def train(
     label: Annotated[Optional[str], typer.Option()] = None,
     positive: Annotated[Optional[str], typer.Option()] = None,
     method: Annotated[str, typer.Option(help="dpsgd, pate, logreg, naive_bayes, random_forest, nonprivate (admins)")] = "dpsgd",
-    public_table: Annotated[Optional[str], typer.Option(help="PATE: the dataset's public (unlabelled) table")] = None,
+    public_table: Annotated[Optional[str], typer.Option(help="the dataset's public table: PATE's student rows, DP-SGD's pre-training rows (image tables; a task names its own)")] = None,
     epsilon: Annotated[float, typer.Option("--epsilon", "-e")] = 1.0,
     delta: Annotated[float, typer.Option("--delta")] = 1e-6,
     params: Annotated[Optional[str], typer.Option(help="JSON object of hyper-parameters")] = None,

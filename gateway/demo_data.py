@@ -7,8 +7,8 @@
 * ``candlesticks`` - GAF images of 10-day S&P 500 windows (``gt::sp500``) labelled by candlestick
   pattern (`training.vision.candlesticks`): a private table ``windows`` (unit ``window_id``, one row
   per window, with the label) and a public table ``windows_public`` of the windows of an earlier,
-  disjoint period without labels (the unlabelled public data of PATE's student; see
-  :func:`load_candlesticks`).
+  disjoint period, with their labels: a public function of public windows (the pattern rules), what
+  DP-SGD pre-trains on and PATE's student learns from (see :func:`load_candlesticks`).
 
 :func:`demo_datasets` writes the five tables as Parquet files and returns their catalog entries in
 the shape of DESIGN.md section 4. Every bound and category list in those entries is public metadata
@@ -623,7 +623,7 @@ CANDLESTICKS_CUT = "1985-01-01"
 _CANDLESTICKS_FIRST = "1962-01-01"  # the source has candles (not closes only) from 1962
 _CANDLESTICKS_LAST = "2015-12-31"  # the source's last day
 #: Bumped whenever the images, the labels or the split change (the pattern rules included).
-_CANDLESTICKS_VERSION = 1
+_CANDLESTICKS_VERSION = 2  # 2: windows_public keeps its (public) labels
 _CANDLESTICKS_WINDOW = 10
 
 
@@ -635,13 +635,16 @@ def load_candlesticks(*, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
     `CANDLESTICKS_CUT`: 1,384 windows from 1985 to 2015 are private, 883 from 1962 to 1984 public, and
     the one window across the cut is left out. Columns: ``window_id`` (int64: the position of the
     window's last day in the date-sorted S&P 500 series, unique), ``end_date`` (the last day),
-    ``label`` (the class name; private table only), then the 400 pixels ``gaf_{i}_{j}_{channel}``
+    ``label`` (the class name), then the 400 pixels ``gaf_{i}_{j}_{channel}``
     (float32 in [-1, 1], channels close, upper, lower, body; row-major, so reshaping the columns gives
     images ``[n, 10, 10, 4]``). Rows are in time order.
 
     The public period is earlier on purpose: from 1962 to the early 1980s the index's open is mostly the
     previous close, so the public images differ somewhat from the private ones (a real public set of
-    older data would, too).
+    older data would, too). The public windows keep their labels: the rules of
+    `training.vision.patterns` applied to public prices, so the labels are public too. DP-SGD jobs
+    pre-train on them (issue #16); PATE's student reads the images and the teachers' noisy labels (and
+    starts from that pre-training where the job asks for it).
     """
     from training.vision.candlesticks import build_candlesticks, feature_columns
 
@@ -662,7 +665,7 @@ def load_candlesticks(*, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
     private = (meta["start_date"] >= cut).to_numpy()
     public = (meta["end_date"] < cut).to_numpy()
     windows = frame.loc[private].reset_index(drop=True)
-    windows_public = frame.loc[public].drop(columns="label").reset_index(drop=True)
+    windows_public = frame.loc[public].reset_index(drop=True)
     return windows, windows_public
 
 
@@ -682,9 +685,7 @@ def candlesticks_columns(*, public: bool = False) -> dict[str, dict[str, Any]]:
         dates = {"type": "date", "lower": _CANDLESTICKS_FIRST, "upper": last_public}
     else:
         dates = {"type": "date", "lower": CANDLESTICKS_CUT, "upper": _CANDLESTICKS_LAST}
-    columns: dict[str, dict[str, Any]] = {"window_id": {"type": "id"}, "end_date": dates}
-    if not public:
-        columns["label"] = _cat(CLASSES)
+    columns: dict[str, dict[str, Any]] = {"window_id": {"type": "id"}, "end_date": dates, "label": _cat(CLASSES)}
     for name in feature_columns(_CANDLESTICKS_WINDOW):
         columns[name] = _num("float", -1.0, 1.0)  # a GASF entry is a cosine
     return columns

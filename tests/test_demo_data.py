@@ -356,13 +356,14 @@ def test_candlesticks_tables(demo: tuple[pathlib.Path, list[dict]]) -> None:
     private, public = tables["windows"], tables["windows_public"]
     pixels = feature_columns(10)
     assert list(private.columns) == ["window_id", "end_date", "label", *pixels]
-    assert list(public.columns) == ["window_id", "end_date", *pixels]  # no label: PATE's unlabelled inputs
+    assert list(public.columns) == ["window_id", "end_date", "label", *pixels]  # public labels: the rules on public prices
     assert (len(private), len(public)) == (1384, 883)
     assert private["label"].value_counts().to_dict() == {
         "bearish_engulfing": 288, "bearish_harami": 261, "bullish_engulfing": 228, "shooting_star": 194,
         "bullish_harami": 189, "inverted_hammer": 137, "evening_star": 55, "morning_star": 32,
     }  # fmt: skip
     assert entry["tables"]["windows"]["columns"]["label"]["categories"] == list(CLASSES)
+    assert entry["tables"]["windows_public"]["columns"]["label"] == entry["tables"]["windows"]["columns"]["label"]
     for frame in (private, public):
         assert frame["window_id"].is_unique and frame["window_id"].is_monotonic_increasing
         values = frame[pixels].to_numpy()

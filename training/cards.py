@@ -140,4 +140,13 @@ def model_card(
             card["caveats"].append(
                 "Columns without public bounds or categories were left out: " + ", ".join(spec.skipped)
             )
+        pre = (training or {}).get("pretrained")
+        if pre:
+            card["pretrained"] = pre
+            who = "every teacher and the student start" if job.method == "pate" else "DP-SGD starts"
+            card["caveats"].append(
+                f"Pre-trained without noise on the public table {pre['table']!r} ({pre['rows']} labelled rows, "
+                f"{pre['epochs']:g} epochs): {who} from those public weights. Public data costs no budget; the "
+                "model's behaviour on data like the public table's owes as much to it as to the private rows."
+            )
     return card

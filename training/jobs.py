@@ -26,18 +26,34 @@ GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch")
 
 @dataclass(frozen=True)
 class Task:
-    """A named training task of the demo catalog."""
+    """A named training task of the demo catalog. `public_table`: the dataset's public table that DP-SGD
+    pre-trains on and PATE's student learns from, unless the body names another; `params`: per method,
+    the task's defaults for parameters the body leaves out (chosen on public data: bench/vision_dp.py)."""
 
     dataset: str
     table: str
     label: str
     positive: Any
     title: str
+    public_table: str | None = None
+    params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
+
+#: the candlestick task's recipe (issue #16; bench/vision_dp.py --public picks it on the public windows'
+#: own split): DP-SGD pre-trains the CNN on the labelled public windows (1962-84), then takes large
+#: Poisson batches for many epochs at a small Adam step; PATE's teachers and student start from the same
+#: public pre-training
+_CANDLESTICK_PARAMS: dict[str, dict[str, Any]] = {
+    "dpsgd": {"epochs": 100.0, "batch_size": 512, "lr": 0.01, "pretrain_epochs": 30.0},
+    "pate": {"teachers": 20, "sigma": 10.0, "queries": 100_000, "epochs": 20.0, "batch_size": 64, "lr": 0.001,
+             "teacher_epochs": 40.0, "pretrain_epochs": 30.0},
+    "nonprivate": {"epochs": 20.0, "batch_size": 64, "lr": 0.001},
+}  # fmt: skip
 
 TASKS: dict[str, Task] = {
     "credit_default": Task("cards", "card_customers", "default", "Yes", "credit-card default (ISLR Default)"),
-    "candlestick_pattern": Task("candlesticks", "windows", "label", None, "8 candlestick patterns (GAF images)"),
+    "candlestick_pattern": Task("candlesticks", "windows", "label", None, "8 candlestick patterns (GAF images)",
+                                public_table="windows_public", params=_CANDLESTICK_PARAMS),
     "fraud": Task("cards", "transactions", "is_fraud", True, "card-transaction fraud"),
 }
 
@@ -67,6 +83,8 @@ _DPSGD: dict[str, tuple[type, Any, float, float]] = {
     "max_grad_norm": (float, 1.0, 1e-4, 1e4),
     "grad_sample_mode": (str, "auto", 0, 0),
     "size_share": (float, 0.01, 0.001, 0.2),
+    # with a public_table (image tables): epochs of non-private pre-training on its labelled rows first
+    "pretrain_epochs": (float, 30.0, 0.0, 100.0),
 }
 
 #: PATE (`training.pate`): teachers on disjoint partitions by unit, GNMax / Confident-GNMax labels for
@@ -86,6 +104,9 @@ _PATE: dict[str, tuple[type, Any, float, float]] = {
     "lr": (float, 0.01, 1e-6, 10.0),
     "hidden": (list, [64, 32], 0, 4),
     "teacher_epochs": (float, 10.0, 0.01, 100.0),
+    # image tables: epochs of non-private pre-training on the public table's *labelled* rows, the start
+    # of every teacher and of the student (0: none; the public table need not hold the label)
+    "pretrain_epochs": (float, 0.0, 0.0, 100.0),
 }
 #: the string parameters and their choices
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -120,7 +141,7 @@ class JobSpec:
     delta: Fraction
     params: dict[str, Any] = field(default_factory=dict)
     task: str | None = None
-    public_table: str | None = None  # PATE: the unlabelled public table of the same dataset
+    public_table: str | None = None  # PATE's public rows / DP-SGD's pre-training rows, of the same dataset
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -173,6 +194,12 @@ def parse_job(body: Any) -> JobSpec:
             where[key] = value
         if where.get("positive") is None:
             where["positive"] = task.positive
+        method_name = where.get("method", "dpsgd")
+        if task.public_table is not None and where.get("public_table") is None and method_name in ("dpsgd", "pate"):
+            where["public_table"] = task.public_table
+        defaults = task.params.get(method_name) if isinstance(method_name, str) else None
+        if defaults and (where.get("params") is None or isinstance(where.get("params"), Mapping)):
+            where["params"] = {**defaults, **(where.get("params") or {})}
     for name in ("dataset", "table", "label"):
         given = where.get(name)
         if not isinstance(given, str) or not given or len(given) > 200:
@@ -200,8 +227,11 @@ def parse_job(body: Any) -> JobSpec:
     if method == "pate":
         if not isinstance(public_table, str) or not public_table or len(public_table) > 200:
             raise InvalidJob("PATE needs public_table: a table of the dataset marked public", field="public_table")
+    elif method == "dpsgd" and public_table is not None:
+        if not isinstance(public_table, str) or not public_table or len(public_table) > 200:
+            raise InvalidJob("public_table must name a table of this dataset marked public", field="public_table")
     elif public_table is not None:
-        raise InvalidJob("public_table is for method pate only", field="public_table")
+        raise InvalidJob("public_table is for methods pate and dpsgd only", field="public_table")
     params = _params(method, where.get("params"))
     return JobSpec(
         dataset=where["dataset"],

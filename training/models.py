@@ -58,14 +58,46 @@ def multiclass_exact_metrics(proba: np.ndarray, y: np.ndarray) -> dict[str, Any]
 CNN_EMA = 0.99
 
 
+#: non-private pre-training on a public table's labelled images (`pretrain_cnn`): Adam at this step and
+#: batch (the non-private CNN's recipe), for the job's ``pretrain_epochs``
+PRETRAIN_LR = 1e-3
+PRETRAIN_BATCH = 64
+
+
+def public_labelled(frame: pd.DataFrame, spec: FeatureSpec, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """The public table's rows with a known label, encoded as the job's (features, class codes): what
+    pre-training reads. Public data: no privacy cost."""
+    if label not in frame.columns:
+        raise InvalidJob(f"pre-training needs the label column {label!r} in the public table", field="public_table")
+    codes, known = spec.label.codes(frame[label])
+    return public_rows(frame.loc[known].reset_index(drop=True), spec), codes[known]
+
+
+def pretrain_cnn(model: Any, pretrain: tuple[np.ndarray, np.ndarray], image: dict[str, Any], epochs: float,
+                 table: str | None) -> dict[str, Any]:  # fmt: skip
+    """Train `model` in place without noise on the public labelled rows (post-processing of public data:
+    it changes no privacy accounting); returns what the card says of it."""
+    from .vision.cnn import train_cnn
+
+    xs, ys = pretrain
+    steps = max(1, math.ceil(epochs * len(xs) / PRETRAIN_BATCH)) if len(xs) else 0
+    if steps:
+        train_cnn(model, images(xs, image), ys, steps=steps, lr=PRETRAIN_LR, batch_size=PRETRAIN_BATCH, plan=None)
+    return {"table": table, "rows": int(len(xs)), "epochs": epochs, "steps": steps, "lr": PRETRAIN_LR,
+            "batch_size": PRETRAIN_BATCH, "noise": "none: public rows and labels"}  # fmt: skip
+
+
 def run_cnn(
     job: JobSpec, plan: dict[str, Any], x: np.ndarray, y: np.ndarray, train: np.ndarray,
     *, on_step: Callable[[int, int], None], stopped: Callable[[], bool],
+    pretrain: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """Train the CNN on the training rows (DP-SGD when the job is dpsgd); returns (model, training).
 
     The CNN is `training.vision.cnn.GafCNN` in its GroupNorm design (`DEFAULT_DESIGN`); DP-SGD ends with
-    the EMA of its weights (`CNN_EMA`), which the plan's accounting covers as post-processing."""
+    the EMA of its weights (`CNN_EMA`), which the plan's accounting covers as post-processing. With
+    `pretrain` (the public table's labelled rows), the network first trains on those without noise
+    (`pretrain_cnn`): DP-SGD then starts from public weights, which costs nothing."""
     from .dpsgd import DPSGDPlan
     from .vision.cnn import DEFAULT_DESIGN, GafCNN, train_cnn
 
@@ -73,6 +105,9 @@ def run_cnn(
     n_classes = int(plan["n_classes"])
     imgs = images(x[train], image)  # possibly none: DP-SGD's steps are then noise only, as planned
     model = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]), design=DEFAULT_DESIGN)
+    pretrained = None
+    if pretrain is not None:
+        pretrained = pretrain_cnn(model, pretrain, image, float(p["pretrain_epochs"]), job.public_table)
     if job.method == "dpsgd":
         m = plan["model"]
         dp: DPSGDPlan | None = DPSGDPlan(**{f: m[f] for f in DPSGDPlan.__dataclass_fields__})
@@ -90,6 +125,7 @@ def run_cnn(
     training = _cnn_training(image, n_classes, p, ran, model)
     training["grad_sample_mode"] = mode if dp is not None else None
     training["ema"] = ema
+    training["pretrained"] = pretrained
     return model, training
 
 
@@ -122,10 +158,13 @@ def run_pate(
     job: JobSpec, plan: dict[str, Any], spec: FeatureSpec, x: np.ndarray, y: np.ndarray, units: np.ndarray,
     train: np.ndarray, x_public: np.ndarray, key: str, *, charged: Cost,
     on_progress: Callable[[float], None], stopped: Callable[[], bool],
+    pretrain: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """Teachers on the training units' partitions, labels for public rows, the student; returns
     (student model, training record). `charged` is what the job was charged at start: the charge
-    callback of `label_queries` only checks that it covers the plan."""
+    callback of `label_queries` only checks that it covers the plan. With `pretrain` (image tables: the
+    public table's labelled rows), one network pre-trains on them without noise and every teacher and
+    the student start from its weights."""
     from .pate import PATEPlan
     from .pate.teachers import train_pate
 
@@ -134,6 +173,16 @@ def run_pate(
     image = plan.get("image")
     n_classes = int(plan["n_classes"])
     holder: dict[str, Any] = {}  # the student model, for the registry
+    init, pretrained = None, None
+    if pretrain is not None and image is not None:
+        import torch
+
+        from .vision.cnn import DEFAULT_DESIGN, GafCNN
+
+        torch.manual_seed(0)
+        base = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]), design=DEFAULT_DESIGN)
+        pretrained = pretrain_cnn(base, pretrain, image, float(p["pretrain_epochs"]), job.public_table)
+        init = {k: v.detach().clone() for k, v in base.state_dict().items()}
 
     def check_charge(cost: Cost) -> None:
         if not cost.fits_within(charged):  # the job's charge covers the plan: nothing more to pay
@@ -144,7 +193,7 @@ def run_pate(
     result = train_pate(
         x_private=x[train], y_private=y[train], units=units[train], x_public=x_public, n_classes=n_classes,
         n_teachers=p["teachers"], plan=pate, charge=check_charge,
-        fit_teacher=_teacher_fit(image, n_classes, p), fit_student=_student_fit(image, n_classes, p, holder),
+        fit_teacher=_teacher_fit(image, n_classes, p, init), fit_student=_student_fit(image, n_classes, p, holder, init),
         key=key.encode(), seed=0, on_progress=on_progress, should_stop=stopped,
     )  # fmt: skip
     training: dict[str, Any] = {
@@ -163,6 +212,7 @@ def run_pate(
     if image is not None:
         training.update(_cnn_training(image, n_classes, p, holder.get("steps", 0), holder["model"]))
         training["samples"] = "public rows labelled by the teachers"
+        training["pretrained"] = pretrained
     else:
         training["hidden"] = p["hidden"]
         training["n_classes"] = n_classes
@@ -171,16 +221,18 @@ def run_pate(
 
 def fit_cnn(
     xs: np.ndarray, ys: np.ndarray, *, image: dict[str, Any], n_classes: int, epochs: float, lr: float,
-    batch_size: int, seed: int,
+    batch_size: int, seed: int, init: dict[str, Any] | None = None,
 ) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:  # fmt: skip
     """A CNN trained without noise on flat image rows (PATE's teachers and student, audit references):
-    ``(model, predict_proba)``."""
+    ``(model, predict_proba)``. `init`: start from these (public, pre-trained) weights."""
     import torch
 
     from .vision.cnn import DEFAULT_DESIGN, GafCNN, train_cnn
 
     torch.manual_seed(seed)
     net = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]), design=DEFAULT_DESIGN)
+    if init is not None:
+        net.load_state_dict(init)
     steps = max(1, math.ceil(epochs * len(xs) / batch_size))
     train_cnn(net, images(xs, image), ys, steps=steps, lr=lr, batch_size=batch_size, plan=None)
     return net, cnn_proba(net, image)
@@ -225,11 +277,11 @@ def two_columns(p: np.ndarray) -> np.ndarray:
     return np.stack([1.0 - p, p], axis=1) if p.ndim == 1 else p
 
 
-def _teacher_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any]) -> Any:
+def _teacher_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any], init: dict[str, Any] | None = None) -> Any:
     def fit(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
         if image is not None:
             return fit_cnn(xs, ys, image=image, n_classes=n_classes, epochs=p["teacher_epochs"], lr=p["lr"],
-                           batch_size=p["batch_size"], seed=seed)[1]  # fmt: skip
+                           batch_size=p["batch_size"], seed=seed, init=init)[1]  # fmt: skip
         present = np.unique(ys)
         if len(present) < 2:  # one class in the partition: it always votes that class
             only = int(present[0]) if len(present) else 0
@@ -241,12 +293,14 @@ def _teacher_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any]
     return fit
 
 
-def _student_fit(image: dict[str, Any] | None, n_classes: int, p: dict[str, Any], holder: dict[str, Any]) -> Any:
+def _student_fit(
+    image: dict[str, Any] | None, n_classes: int, p: dict[str, Any], holder: dict[str, Any], init: dict[str, Any] | None = None
+) -> Any:
     def fit(xs: np.ndarray, ys: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
         steps = max(1, math.ceil(p["epochs"] * len(xs) / p["batch_size"]))
         common = {"epochs": p["epochs"], "lr": p["lr"], "batch_size": p["batch_size"], "seed": seed}
         if image is not None:
-            net, proba = fit_cnn(xs, ys, image=image, n_classes=n_classes, **common)
+            net, proba = fit_cnn(xs, ys, image=image, n_classes=n_classes, init=init, **common)
         elif n_classes != 2:
             raise InvalidJob("PATE on a tabular table trains a binary student: give `positive`", field="positive")
         else:

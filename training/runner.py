@@ -131,6 +131,11 @@ def _run_models(
     progress.set(0.05)
     if stopped():
         raise Stop()
+    pretrain = None
+    if image is not None and job.public_table is not None and p.get("pretrain_epochs", 0) > 0:
+        if read_public is None:  # pragma: no cover - the service always passes it with a public table
+            raise AssertionError("pre-training needs the public table")
+        pretrain = models.public_labelled(read_public(list(dict.fromkeys([*spec.source_columns, job.label]))), spec, job.label)
     try:
         if job.method == "pate":
             if read_public is None or charged is None:  # pragma: no cover - the service always passes both
@@ -139,12 +144,12 @@ def _run_models(
             units = frame[unit].to_numpy() if unit is not None else np.arange(len(frame))
             model, training = models.run_pate(
                 job, plan, spec, x, y, units, ~held, x_public, key.value, charged=charged,
-                on_progress=lambda f: progress.set(0.05 + 0.85 * f), stopped=stopped,
+                on_progress=lambda f: progress.set(0.05 + 0.85 * f), stopped=stopped, pretrain=pretrain,
             )  # fmt: skip
         else:
             model, training = models.run_cnn(
                 job, plan, x, y, ~held, on_step=lambda done, total: progress.set(0.05 + 0.85 * done / total),
-                stopped=stopped,
+                stopped=stopped, pretrain=pretrain,
             )  # fmt: skip
     except Cancelled:
         raise Stop() from None

@@ -176,13 +176,17 @@ class TrainingService:
                 "multi-class models train on image tables",
                 field="positive",
             )
-        if job.method == "pate":
-            public = tables.get(job.public_table or "") or {}
+        if job.method == "dpsgd" and job.public_table is not None and image is None:
+            raise InvalidJob("pre-training on a public table is for image tables: leave public_table out", field="public_table")
+        if job.public_table is not None:
+            public = tables.get(job.public_table) or {}
             if not public.get("public"):
                 raise InvalidJob("public_table must name a table of this dataset marked public", field="public_table")
             lacking = [c for c in spec.source_columns if c not in (public.get("columns") or {})]
             if lacking:
                 raise InvalidJob(f"the public table lacks the feature column {lacking[0]!r}", field="public_table")
+            if image is not None and job.params.get("pretrain_epochs", 0) > 0:
+                _check_public_label(public, table, job.label)
         if job.method != "nonprivate":
             self._check_room(analyst, job)
         self._ping_queue()
@@ -819,6 +823,20 @@ class TrainingService:
             self._finish(job_id, status=st.FAILED, error=st.INTERRUPTED)
         else:
             self._finish(job_id, status=st.CANCELLED)
+
+
+def _check_public_label(public: dict[str, Any], table: dict[str, Any], label: str) -> None:
+    """Pre-training reads the public table's label: it must be there, declared with the private label's
+    classes (metadata only: both are public declarations)."""
+    got = (public.get("columns") or {}).get(label)
+    if got is None:
+        raise InvalidJob(
+            f"pre-training needs the label column {label!r} in the public table (or params.pretrain_epochs 0)",
+            field="public_table",
+        )
+    want = ((table.get("columns") or {}).get(label) or {}).get("categories")
+    if list(got.get("categories") or []) != list(want or []):
+        raise InvalidJob(f"the public table's {label!r} does not declare the same classes as the table's", field="public_table")
 
 
 def _unit_and_k(meta: dict[str, Any], table: dict[str, Any]) -> tuple[str | None, int]:

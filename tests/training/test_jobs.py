@@ -59,7 +59,8 @@ def test_defaults_are_filled_in_and_exact():
         ({"params": {"metrics_share": 0.9}}, "params.metrics_share"),
         ({"params": {"n_estimators": 3}}, "params.n_estimators"),  # a random-forest parameter
         ({"params": [1]}, "params"),
-        ({"public_table": "x"}, "public_table"),
+        ({"method": "logreg", "delta": 0, "public_table": "x"}, "public_table"),  # pate's and dpsgd's only
+        ({"public_table": ""}, "public_table"),
         ({"task": "credit_default", "table": "transactions"}, "table"),
         ({"task": "nope"}, "task"),
     ],

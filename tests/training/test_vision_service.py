@@ -37,6 +37,10 @@ def _meta() -> dict[str, Any]:
 
 @pytest.fixture()
 def svc(tmp_path: Path, frames: dict[tuple[str, str], pd.DataFrame]) -> Any:
+    yield from _service(tmp_path, frames, _meta())
+
+
+def _service(tmp_path: Path, frames: dict[tuple[str, str], pd.DataFrame], meta: dict[str, Any]) -> Any:
     db_url = f"sqlite:///{tmp_path}/ledger.db"
     ledger = Ledger(db_url)
     ledger.migrate()
@@ -44,7 +48,6 @@ def svc(tmp_path: Path, frames: dict[tuple[str, str], pd.DataFrame]) -> Any:
     for name, role in (("alice", "analyst"), ("root", "admin")):
         ledger.create_analyst(name, role=role)
         ledger.set_allocation(name, "candlesticks", epsilon=50, delta=5e-4)
-    meta = _meta()
 
     def read(dataset: str, table: str, columns: list[str]) -> pd.DataFrame:
         return frames[(dataset, table)][list(columns)].copy()
@@ -52,9 +55,11 @@ def svc(tmp_path: Path, frames: dict[tuple[str, str], pd.DataFrame]) -> Any:
     s = TrainingService(data_dir=tmp_path / "data", db_url=db_url, ledger=ledger,
                         datasets=lambda name: meta if name == "candlesticks" else {}, read_table=read)  # fmt: skip
     s.test_ledger = ledger
-    yield s
-    s.close()
-    ledger.close()
+    try:
+        yield s
+    finally:
+        s.close()
+        ledger.close()
 
 
 BODY = {"task": "candlestick_pattern", "epsilon": 3, "delta": 1e-5}
@@ -87,7 +92,7 @@ def test_dpsgd_cnn_on_gaf_images_is_charged_multiclass_and_predicts(svc: Any, fr
 def test_pate_cnn_charges_its_plan_first_and_trains_the_student_on_public_windows(svc: Any) -> None:
     torch.manual_seed(0)
     body = {**BODY, "method": "pate", "public_table": "windows_public",
-            "params": {"teachers": 50, "queries": 300, "epochs": 5, "teacher_epochs": 3, "batch_size": 64, "lr": 0.003}}  # fmt: skip
+            "params": {"teachers": 50, "queries": 300, "sigma": 0, "epochs": 5, "teacher_epochs": 3, "batch_size": 64, "lr": 0.003}}  # fmt: skip
     started = svc.start("alice", body)
     rec = svc.store.get_job(started["job_id"])
     pate = rec["plan"]["pate"]
@@ -116,3 +121,64 @@ def test_image_jobs_are_checked_before_anything_is_charged(svc: Any) -> None:
         svc.start("alice", {**BODY, "method": "nonprivate"})
     assert svc.test_ledger.entries(analyst="alice") == []
     assert svc.test_ledger.remaining_cost("alice", "candlesticks").analyst.epsilon == 50
+
+
+def test_the_task_pretrains_on_the_labelled_public_windows_before_dp_sgd(svc: Any, frames: Any) -> None:
+    """The candlestick task's DP-SGD starts from weights trained on the public windows (free: public data):
+    after a single noisy step at a tiny rate a pre-trained model already classifies the private windows
+    far above chance, where the same job without pre-training does not."""
+    public = frames[("candlesticks", "windows_public")]
+    tiny = {"epochs": 0.01, "batch_size": 64, "lr": 1e-4}
+    got = {}
+    for pre in (30.0, 0.0):
+        torch.manual_seed(1)
+        started = svc.start("alice", {**BODY, "params": {**tiny, "pretrain_epochs": pre}})
+        done = svc.wait(started["job_id"], 300)
+        assert done["status"] == "succeeded", done.get("error")
+        card = svc.model_card("root", done["model_id"], is_admin=True)
+        got[pre] = (done["exact_metrics"]["accuracy"], card)
+    (acc, card), (acc0, card0) = got[30.0], got[0.0]
+    assert svc.store.get_job(card["job_id"])["spec"]["public_table"] == "windows_public"  # the task names it
+    assert len(public) == 883
+    assert card["pretrained"] == {"table": "windows_public", "rows": 883, "epochs": 30.0,
+                                  "steps": -(-30 * 883 // 64), "lr": 1e-3, "batch_size": 64, "noise": "none: public rows and labels"}  # fmt: skip
+    assert any("Pre-trained without noise on the public table 'windows_public'" in c for c in card["caveats"])
+    assert card0["training"]["pretrained"] is None and "pretrained" not in card0
+    assert acc > 0.5 and acc0 < 0.35, (acc, acc0)
+    # one charge per job, within its ε either way: the public rows add nothing to it
+    entries = svc.test_ledger.entries(analyst="alice")
+    assert len(entries) == 2 and all(Cost.of(e["epsilon"], e["delta"]).fits_within(Cost.of(3, 1e-5)) for e in entries)
+
+
+def test_pretraining_needs_a_labelled_public_image_table_and_a_refusal_costs_nothing(tmp_path: Path, frames: Any) -> None:
+    meta = _meta()
+    unlabelled = {k: v for k, v in meta["tables"]["windows_public"]["columns"].items() if k != "label"}
+    meta["tables"]["windows_public"] = {**meta["tables"]["windows_public"], "columns": unlabelled}
+    gen = _service(tmp_path, frames, meta)
+    svc = next(gen)
+    try:
+        for method in ("dpsgd", "pate"):
+            with pytest.raises(InvalidJob) as info:
+                svc.start("alice", {**BODY, "method": method})
+            assert info.value.to_dict()["field"] == "public_table" and "label column 'label'" in info.value.message
+        # PATE without pre-training reads the public images only
+        started = svc.start("alice", {**BODY, "method": "pate", "params": {"pretrain_epochs": 0, "teachers": 10, "queries": 50,
+                                                                           "epochs": 1, "teacher_epochs": 1}})  # fmt: skip
+        assert svc.wait(started["job_id"], 300)["status"] == "succeeded"
+        assert len(svc.test_ledger.entries(analyst="alice")) == 1
+    finally:
+        gen.close()
+
+
+def test_dp_sgd_pretraining_is_for_image_tables() -> None:
+    from training.jobs import parse_job
+
+    job = parse_job({"dataset": "cards", "table": "card_customers", "label": "default", "positive": "Yes",
+                     "epsilon": 1, "delta": 1e-5, "public_table": "card_applicants"})  # fmt: skip
+    assert job.public_table == "card_applicants" and job.params["pretrain_epochs"] == 30.0
+    with pytest.raises(InvalidJob) as info:
+        parse_job({"task": "credit_default", "method": "logreg", "epsilon": 1, "public_table": "card_applicants"})
+    assert info.value.to_dict()["field"] == "public_table"
+    # the task's defaults fill what the body leaves out, the body's own win
+    job = parse_job({"task": "candlestick_pattern", "epsilon": 5.4, "delta": 1e-5, "params": {"lr": 0.02}})
+    assert job.public_table == "windows_public" and job.params["lr"] == 0.02 and job.params["batch_size"] == 512
