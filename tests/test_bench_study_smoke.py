@@ -31,3 +31,17 @@ def test_study_quick_credit(tmp_path: Path) -> None:
     assert "| dpsgd |" in text and "| pate |" in text and "| nonprivate |" in text
     pngs = sorted(p.name for p in (tmp_path / "docs" / "study").iterdir())
     assert "credit_dpsgd_3.0_roc.png" in pngs and "credit_pate_3.0_violin.png" in pngs
+
+
+def test_the_before_after_table_measures_each_gap_against_its_own_runs_non_private_model() -> None:
+    study = load_bench("study")
+    rows = [{"method": "nonprivate", "target_epsilon": None, "status": "succeeded", "exact": 0.85},
+            {"method": "dpsgd", "target_epsilon": 5.4, "status": "succeeded", "exact": 0.81},
+            {"method": "dpsgd", "target_epsilon": 12.6, "status": "succeeded", "exact": 0.80},
+            {"method": "pate", "target_epsilon": 5.4, "status": "failed", "exact": None}]  # fmt: skip
+    table = study.before_after("vision", rows)
+    line = {r.split(" | ")[0].strip("| ") + " " + r.split(" | ")[1]: r for r in table if r.startswith("| ") and "---" not in r}
+    assert line["dpsgd 5.4"] == "| dpsgd | 5.4 | 0.617 | 0.217 | 0.810 | 0.040 | 0.05 | yes |"
+    assert line["dpsgd 12.6"] == "| dpsgd | 12.6 | 0.675 | 0.159 | 0.800 | 0.050 | 0.03 | no |"
+    assert line["pate 5.4"] == "| pate | 5.4 | 0.285 | 0.549 | – | – | 0.10 | – |"  # failed: no figure, not met
+    assert line["nonprivate –"].startswith("| nonprivate | – | 0.834 | – | 0.850 | – |")

@@ -162,7 +162,7 @@ def test_pretraining_needs_a_labelled_public_image_table_and_a_refusal_costs_not
                 svc.start("alice", {**BODY, "method": method})
             assert info.value.to_dict()["field"] == "public_table" and "label column 'label'" in info.value.message
         # PATE without pre-training reads the public images only
-        started = svc.start("alice", {**BODY, "method": "pate", "params": {"pretrain_epochs": 0, "teachers": 10, "queries": 50,
+        started = svc.start("alice", {**BODY, "method": "pate", "params": {"pretrain_epochs": 0, "teachers": 50, "sigma": 0, "queries": 50,
                                                                            "epochs": 1, "teacher_epochs": 1}})  # fmt: skip
         assert svc.wait(started["job_id"], 300)["status"] == "succeeded"
         assert len(svc.test_ledger.entries(analyst="alice")) == 1
@@ -181,4 +181,4 @@ def test_dp_sgd_pretraining_is_for_image_tables() -> None:
     assert info.value.to_dict()["field"] == "public_table"
     # the task's defaults fill what the body leaves out, the body's own win
     job = parse_job({"task": "candlestick_pattern", "epsilon": 5.4, "delta": 1e-5, "params": {"lr": 0.02}})
-    assert job.public_table == "windows_public" and job.params["lr"] == 0.02 and job.params["batch_size"] == 512
+    assert job.public_table == "windows_public" and job.params["lr"] == 0.02 and job.params["batch_size"] == 256
