@@ -178,6 +178,8 @@ class TrainingService:
             )
         if job.method == "dpsgd" and job.public_table is not None and image is None:
             raise InvalidJob("pre-training on a public table is for image tables: leave public_table out", field="public_table")
+        if job.method == "pate" and image is None and job.params.get("pretrain_epochs", 0) > 0:
+            raise InvalidJob("pre-training is for image tables: leave params.pretrain_epochs out", field="params.pretrain_epochs")
         if job.public_table is not None:
             public = tables.get(job.public_table) or {}
             if not public.get("public"):

@@ -47,6 +47,8 @@ def test_pate_queries_are_capped_by_the_public_table_and_bad_jobs_cost_nothing(e
     for body, field in (
         ({**PATE, "public_table": "card_customers"}, "public_table"),  # private, not public
         ({**PATE, "public_table": "nope"}, "public_table"),
+        ({**PATE, "params": {"pretrain_epochs": 5}}, "params.pretrain_epochs"),  # pre-training: image tables only
+        ({**PATE, "method": "dpsgd"}, "public_table"),  # DP-SGD's public table pre-trains images only
         ({**PATE, "delta": 0}, "delta"),
         ({**PATE, "epsilon": 1e-6}, "epsilon"),  # the noise would drown the votes
         ({**PATE, "epsilon": 0.5, "params": {"sigma": 10.0}}, "epsilon"),  # too few labels for a student
