@@ -73,20 +73,23 @@ def metrics_from_histograms(pos: np.ndarray, neg: np.ndarray) -> dict[str, float
     """Accuracy at 0.5 and binned ROC-AUC from (possibly noisy) histograms, from their counts as released."""
     raw_pos, raw_neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
     # accuracy from the sums of the noisy counts as released (zero-mean noise: clipping each count first
-    # would add about half a noise scale per empty bin); AUC needs non-negative counts: clipped
+    # would add about half a noise scale per empty bin)
     right = raw_pos[_HALF:].sum() + raw_neg[:_HALF].sum()
     raw_total = raw_pos.sum() + raw_neg.sum()
     accuracy = None if raw_total <= 0 else float(min(max(right / raw_total, 0.0), 1.0))
-    # AUC likewise from the counts as released: Σ pos_i·(neg below i + ½·neg_i) / (n_pos·n_neg) is
-    # bilinear in two independent noisy histograms, so zero-mean noise leaves it nearly unbiased, where
-    # clipped counts pull it toward 0.5
-    n_pos, n_neg = raw_pos.sum(), raw_neg.sum()
+    auc = _auc(raw_pos, raw_neg)
+    return {"accuracy": accuracy, "roc_auc": None if auc is None else min(max(auc, 0.0), 1.0)}
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """Binned AUC from the counts as released, unclipped: Σ pos_i·(neg below i + ½·neg_i) / (n_pos·n_neg)
+    is bilinear in two independent noisy histograms, so zero-mean noise leaves it nearly unbiased, where
+    clipped counts would pull it toward 0.5. None where a noisy class total is not positive."""
+    n_pos, n_neg = float(pos.sum()), float(neg.sum())
     if n_pos <= 0 or n_neg <= 0:
-        auc = None
-    else:
-        below = np.concatenate([[0.0], np.cumsum(raw_neg)[:-1]])  # negatives in lower bins
-        auc = float(min(max(np.sum(raw_pos * (below + 0.5 * raw_neg)) / (n_pos * n_neg), 0.0), 1.0))
-    return {"accuracy": accuracy, "roc_auc": auc}
+        return None
+    below = np.concatenate([[0.0], np.cumsum(neg)[:-1]])  # negatives in lower bins
+    return float(np.sum(pos * (below + 0.5 * neg)) / (n_pos * n_neg))
 
 
 INTERVAL_LEVEL = 0.95
@@ -126,7 +129,8 @@ def _auc_interval(pos: np.ndarray, neg: np.ndarray, scale: float) -> list[float]
     rng = np.random.default_rng(0)
     p = -math.expm1(-1.0 / scale) if scale > 0 else 1.0
     shape = (_AUC_DRAWS, len(pos))
-    sims = [metrics_from_histograms(pos + a, neg + b)["roc_auc"] for a, b in zip(
+    # the spread unclipped: near AUC 1 clipping each draw at 1 would hide half of it
+    sims = [_auc(pos + a, neg + b) for a, b in zip(
         rng.geometric(p, shape) - rng.geometric(p, shape), rng.geometric(p, shape) - rng.geometric(p, shape), strict=True)]  # fmt: skip
     got = [v for v in sims if v is not None]
     noise = float(np.var(got)) if len(got) > 1 else 0.0
