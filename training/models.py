@@ -74,15 +74,17 @@ def public_labelled(frame: pd.DataFrame, spec: FeatureSpec, label: str) -> tuple
 
 
 def pretrain_cnn(model: Any, pretrain: tuple[np.ndarray, np.ndarray], image: dict[str, Any], epochs: float,
-                 table: str | None) -> dict[str, Any]:  # fmt: skip
+                 table: str | None, stopped: Callable[[], bool] | None = None) -> dict[str, Any]:  # fmt: skip
     """Train `model` in place without noise on the public labelled rows (post-processing of public data:
-    it changes no privacy accounting); returns what the card says of it."""
+    it changes no privacy accounting); returns what the card says of it. A cancel between steps raises
+    `training.dpsgd.Cancelled`, as in training."""
     from .vision.cnn import train_cnn
 
     xs, ys = pretrain
     steps = max(1, math.ceil(epochs * len(xs) / PRETRAIN_BATCH)) if len(xs) else 0
     if steps:
-        train_cnn(model, images(xs, image), ys, steps=steps, lr=PRETRAIN_LR, batch_size=PRETRAIN_BATCH, plan=None)
+        train_cnn(model, images(xs, image), ys, steps=steps, lr=PRETRAIN_LR, batch_size=PRETRAIN_BATCH, plan=None,
+                  should_stop=stopped)  # fmt: skip
     return {"table": table, "rows": int(len(xs)), "epochs": epochs, "steps": steps, "lr": PRETRAIN_LR,
             "batch_size": PRETRAIN_BATCH, "noise": "none: public rows and labels"}  # fmt: skip
 
@@ -107,7 +109,7 @@ def run_cnn(
     model = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]), design=DEFAULT_DESIGN)
     pretrained = None
     if pretrain is not None:
-        pretrained = pretrain_cnn(model, pretrain, image, float(p["pretrain_epochs"]), job.public_table)
+        pretrained = pretrain_cnn(model, pretrain, image, float(p["pretrain_epochs"]), job.public_table, stopped)
     if job.method == "dpsgd":
         m = plan["model"]
         dp: DPSGDPlan | None = DPSGDPlan(**{f: m[f] for f in DPSGDPlan.__dataclass_fields__})
@@ -181,7 +183,7 @@ def run_pate(
 
         torch.manual_seed(0)
         base = GafCNN(n_classes, window=int(image["window"]), channels=len(image["channels"]), design=DEFAULT_DESIGN)
-        pretrained = pretrain_cnn(base, pretrain, image, float(p["pretrain_epochs"]), job.public_table)
+        pretrained = pretrain_cnn(base, pretrain, image, float(p["pretrain_epochs"]), job.public_table, stopped)
         init = {k: v.detach().clone() for k, v in base.state_dict().items()}
 
     def check_charge(cost: Cost) -> None:

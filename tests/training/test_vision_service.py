@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -182,3 +183,20 @@ def test_dp_sgd_pretraining_is_for_image_tables() -> None:
     # the task's defaults fill what the body leaves out, the body's own win
     job = parse_job({"task": "candlestick_pattern", "epsilon": 5.4, "delta": 1e-5, "params": {"lr": 0.02}})
     assert job.public_table == "windows_public" and job.params["lr"] == 0.02 and job.params["batch_size"] == 256
+
+
+def test_pretraining_stops_between_steps_when_the_job_is_cancelled(frames: Any) -> None:
+    from training import models
+    from training.dpsgd import Cancelled
+    from training.vision.cnn import GafCNN
+
+    public = frames[("candlesticks", "windows_public")].iloc[:64]
+    pixels = [c for c in public.columns if c.startswith("gaf_")]
+    x = public[pixels].to_numpy(np.float32)
+    y = np.zeros(len(x), dtype=np.int64)
+    net = GafCNN(8, design="gn")
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.raises(Cancelled):
+        models.pretrain_cnn(net, (x, y), _image_meta(), 5.0, "windows_public", lambda: True)
+    done = models.pretrain_cnn(net, (x, y), _image_meta(), 1.0, "windows_public", lambda: False)
+    assert done["steps"] == 1 and not all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
