@@ -76,9 +76,14 @@ def metrics_from_histograms(pos: np.ndarray, neg: np.ndarray) -> dict[str, float
     # would add about half a noise scale per empty bin)
     right = raw_pos[_HALF:].sum() + raw_neg[:_HALF].sum()
     raw_total = raw_pos.sum() + raw_neg.sum()
-    accuracy = None if raw_total <= 0 else float(min(max(right / raw_total, 0.0), 1.0))
+    accuracy = _share(right, raw_total)
     auc = _auc(raw_pos, raw_neg)
     return {"accuracy": accuracy, "roc_auc": None if auc is None else min(max(auc, 0.0), 1.0)}
+
+
+def _share(part: float, total: float) -> float | None:
+    """part / total of two sums of noisy counts, clipped to [0, 1]; None where the noisy total is not positive."""
+    return None if total <= 0 else float(min(max(part / total, 0.0), 1.0))
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
@@ -108,9 +113,9 @@ def share_interval(part: float, rest: float, cells_part: int, cells_rest: int, v
     `cells_rest` cells, each with independent noise of `variance`: held-out sampling (binomial) plus the
     noise (delta method). None where the noisy total is not positive."""
     total = part + rest
-    if total <= 0:
+    r = _share(part, total)
+    if r is None:
         return None
-    r = min(max(part / total, 0.0), 1.0)
     a, w = max(part, 0.0), max(rest, 0.0)
     noise = (w * w * cells_part + a * a * cells_rest) * variance / total**4
     sd = math.sqrt(r * (1.0 - r) / total + noise)
@@ -147,7 +152,7 @@ def _binary_release(pos: np.ndarray, neg: np.ndarray, scale: float) -> dict[str,
     n_pos, n_neg = float(pos.sum()), float(neg.sum())
     major, minor = max(n_pos, n_neg), min(n_pos, n_neg)
     total = n_pos + n_neg
-    out["majority_share"] = None if total <= 0 else min(max(major / total, 0.0), 1.0)
+    out["majority_share"] = _share(major, total)
     out["intervals"] = {
         "accuracy": share_interval(right, wrong, bins, bins, var),
         "roc_auc": _auc_interval(pos, neg, scale),
@@ -194,8 +199,8 @@ def multiclass_from_counts(counts: np.ndarray, scale: float = 0.0) -> dict[str, 
     top = float(per_class.max()) if len(per_class) else 0.0
     var, cells = discrete_laplace_variance(scale), c.size
     return {
-        "accuracy": None if total <= 0 else min(max(right / total, 0.0), 1.0),
-        "majority_share": None if total <= 0 else min(max(top / total, 0.0), 1.0),
+        "accuracy": _share(right, total),
+        "majority_share": _share(top, total),
         "intervals": {"accuracy": share_interval(right, total - right, cells // 2, cells // 2, var),
                       "majority_share": share_interval(top, total - top, 2, cells - 2, var)},
         "interval_level": INTERVAL_LEVEL,

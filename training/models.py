@@ -47,7 +47,9 @@ def images(x: np.ndarray, image: dict[str, Any]) -> np.ndarray:
 def multiclass_exact_metrics(proba: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     n = len(y)
     pred = proba.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=proba.shape[1] if proba.ndim == 2 else 1)
     return {"held_out_rows": int(n), "accuracy": None if n == 0 else float((pred == y).mean()),
+            "majority_share": None if n == 0 else float(counts.max() / n),
             "classes": int(proba.shape[1]) if proba.ndim == 2 else None}  # fmt: skip
 
 

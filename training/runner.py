@@ -131,16 +131,19 @@ def _run_models(
     progress.set(0.05)
     if stopped():
         raise Stop()
-    pretrain = None
-    if image is not None and job.public_table is not None and p.get("pretrain_epochs", 0) > 0:
+    # the public table, read once: PATE's student rows and/or the labelled rows pre-training reads
+    pretraining = image is not None and job.public_table is not None and p.get("pretrain_epochs", 0) > 0
+    public = None
+    if job.method == "pate" or pretraining:
         if read_public is None:  # pragma: no cover - the service always passes it with a public table
-            raise AssertionError("pre-training needs the public table")
-        pretrain = models.public_labelled(read_public(list(dict.fromkeys([*spec.source_columns, job.label]))), spec, job.label)
+            raise AssertionError("the job needs its public table")
+        public = read_public(list(dict.fromkeys([*spec.source_columns, *([job.label] if pretraining else [])])))
+    pretrain = models.public_labelled(public, spec, job.label) if pretraining else None
     try:
         if job.method == "pate":
-            if read_public is None or charged is None:  # pragma: no cover - the service always passes both
+            if public is None or charged is None:  # pragma: no cover - the service always passes both
                 raise AssertionError("PATE needs the public table and the job's charge")
-            x_public = models.public_rows(read_public(spec.source_columns), spec)
+            x_public = models.public_rows(public, spec)
             units = frame[unit].to_numpy() if unit is not None else np.arange(len(frame))
             model, training = models.run_pate(
                 job, plan, spec, x, y, units, ~held, x_public, key.value, charged=charged,
@@ -162,12 +165,10 @@ def _run_models(
     m = plan.get("metrics")
     if spec.label.multiclass:
         exact = models.multiclass_exact_metrics(proba, y[held])
-        yh = np.asarray(y[held], dtype=np.int64)
-        exact["majority_share"] = None if len(yh) == 0 else float(np.bincount(yh, minlength=proba.shape[1]).max() / len(yh))
         metrics = None
         if job.method != "nonprivate":
-            metrics = multiclass_dp_metrics(proba, yh, epsilon=Fraction(m["epsilon"]), k=m["sensitivity"],
-                                            n_classes=spec.label.n_classes)  # fmt: skip
+            metrics = multiclass_dp_metrics(proba, np.asarray(y[held], dtype=np.int64), epsilon=Fraction(m["epsilon"]),
+                                            k=m["sensitivity"], n_classes=spec.label.n_classes)  # fmt: skip
     else:
         scores = proba[:, 1]
         exact = exact_metrics(scores, y[held].astype(np.float32))
